@@ -1,0 +1,83 @@
+"""Structured-config schemas, registered in Hydra's ConfigStore.
+
+The YAML under ``conf/`` extends these schemas, so a misspelled key, a wrong type or an unknown group choice fails at
+composition, before any training, with Hydra's message naming what is valid. The schemas themselves are plain
+dataclasses that live beside the code they configure (tasks, models, norms); only this module and ``train.py`` know Hydra.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from normexp.norms.config import NormConfig
+from normexp.registry import model_configs, task_configs
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adam"  # adam | adamw | sgd
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    momentum: float = 0.9  # sgd only
+    schedule: str = "constant"  # constant | inverse_sqrt | cosine | linear
+    warmup_steps: int = 0
+    warmup_init_lr: float = 0.0  # lr at step 0 of the warmup (fairseq's --warmup-init-lr)
+    min_lr: float = 0.0
+    clip_norm: float = 0.0  # 0: no gradient clipping
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 10
+    max_steps: int = 0  # 0: no limit; else stop after this many updates
+    eval_every_steps: int = 0  # 0: evaluate on valid at the end of each epoch
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 0  # torch intra-op threads; 0: torch's default
+    loss_ceiling: float = 1.0e4  # a training loss above this (or non-finite) marks the run diverged
+    deterministic: bool = False  # torch.use_deterministic_algorithms (bitwise-repeatable on CPU)
+    progress: bool = True  # tqdm progress bar with the running loss
+    log_every_steps: int = 50
+    checkpoint_every_steps: int = 0  # 0: checkpoint at epoch ends only
+    keep_checkpoints: int = 2  # last K step/epoch checkpoints kept besides best
+    resume: str = "auto"  # auto: continue from the run dir's checkpoint if there is one | never
+    grad_stats: bool = False  # record mean/var of dloss/dx at every norm input
+
+
+@dataclass
+class LoggerConfig:
+    name: str = "console"  # console | wandb
+    project: str = "normexp"
+    entity: Optional[str] = None
+    mode: str = "offline"  # wandb mode: offline (default) | online | disabled
+    group: Optional[str] = None  # default: the experiment name
+
+
+@dataclass
+class Config:
+    task: Any = MISSING
+    model: Any = MISSING
+    norm: NormConfig = field(default_factory=NormConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    seed: int = 1
+    name: str = "default"  # experiment name: the output folder and the W&B group
+    profile: str = "full"  # full | tiny (a smoke-sized setting; recorded and shown in tables)
+    out_root: str = "outputs"
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+    cs.store(group="norm", name="norm_schema", node=NormConfig)
+    cs.store(group="optim", name="optim_schema", node=OptimConfig)
+    cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
+    cs.store(group="logger", name="logger_schema", node=LoggerConfig)
+    for name, schema in task_configs().items():
+        cs.store(group="task", name=f"{name}_schema", node=schema())
+    for name, schema in model_configs().items():
+        cs.store(group="model", name=f"{name}_schema", node=schema())

@@ -1,0 +1,38 @@
+"""Name → class tables for tasks and models: the one way components are chosen (by Hydra group choice) and built.
+
+Entries are import paths so that choosing MNIST never imports fairseq. A task module must import its heavy
+dependencies lazily (inside functions), so that its config dataclass is cheap to import.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# task name -> (config dataclass, Task class)
+TASKS: dict[str, tuple[str, str]] = {
+    "mnist": ("normexp.tasks.mnist:MnistConfig", "normexp.tasks.mnist:MnistTask"),
+}
+
+# model name -> config dataclass (the task builds the model from it)
+MODELS: dict[str, str] = {
+    "cnn": "normexp.models.cnn:CNNConfig",
+}
+
+
+def load(path: str) -> Any:
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def task_configs() -> dict[str, type]:
+    return {name: load(config) for name, (config, _) in TASKS.items()}
+
+
+def model_configs() -> dict[str, type]:
+    return {name: load(config) for name, config in MODELS.items()}
+
+
+def task_class(name: str) -> Any:
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}: choose one of {sorted(TASKS)}")
+    return load(TASKS[name][1])

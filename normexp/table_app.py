@@ -1,0 +1,41 @@
+"""``normexp-table table=<name> [root=outputs] [profile=tiny|full] [out_dir=...]``: the Hydra entry point for tables."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from normexp.tables import TableSpec, write_table
+
+
+@dataclass
+class TableAppConfig:
+    table: Any = MISSING
+    root: str = "outputs"  # where to look for run records (any depth)
+    profile: Optional[str] = None  # tiny | full; required when the records mix profiles
+    out_dir: Optional[str] = None  # default: <root>/tables
+
+
+cs = ConfigStore.instance()
+cs.store(name="table_app_schema", node=TableAppConfig)
+cs.store(group="table", name="table_schema", node=TableSpec)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="tables")
+def main(cfg: DictConfig) -> None:
+    spec: TableSpec = OmegaConf.to_object(cfg.table)
+    root = Path(cfg.root)
+    if not root.is_dir():
+        raise SystemExit(f"no run records: {root} is not a folder (pass root=<folder holding the runs>)")
+    out_dir = Path(cfg.out_dir) if cfg.out_dir else root / "tables"
+    paths = write_table(spec, root, out_dir, cfg.profile)
+    print(paths["md"].read_text(encoding="utf-8"))
+    print("written: " + ", ".join(str(p) for p in paths.values()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""Finding, downloading and verifying the original data files; atomic writes and keyed caches.
+
+Lookup order for a file ``relpath`` (e.g. ``mnist/t10k-labels-idx1-ubyte.gz``):
+1. ``$NORMEXP_DATA_ROOT/relpath`` (CI and the tests point this at ../shared/data),
+2. ``<repo>/data/relpath`` (where downloads land),
+3. download from the spec's public URLs into ``<repo>/data/relpath``, verified before it is moved into place.
+Every file found or fetched is checked against its SHA-256 (of the file, or of its decompressed content for ``.gz``).
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import tempfile
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+REPO_DATA = Path(__file__).resolve().parents[2] / "data"
+
+
+class DataError(RuntimeError):
+    """Missing or corrupt data; the message says which file and how to fix it."""
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    relpath: str
+    sha256: str | None = None  # of the file as stored
+    content_sha256: str | None = None  # of the decompressed content (for .gz files re-compressed by some mirrors)
+    urls: tuple[str, ...] = field(default_factory=tuple)
+    note: str = ""  # how to obtain it when there is no public URL
+
+
+def data_roots() -> list[Path]:
+    roots = []
+    if os.environ.get("NORMEXP_DATA_ROOT"):
+        roots.append(Path(os.environ["NORMEXP_DATA_ROOT"]).expanduser())
+    roots.append(Path(os.environ.get("NORMEXP_DOWNLOAD_DIR", REPO_DATA)).expanduser())
+    return roots
+
+
+def sha256_of(path: Path, decompress: bool = False) -> str:
+    digest = hashlib.sha256()
+    opener = gzip.open if decompress else open
+    try:
+        with opener(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    except (EOFError, gzip.BadGzipFile, OSError) as e:
+        raise DataError(f"{path} is corrupt ({type(e).__name__}: {e}); delete it and run again to re-fetch it") from e
+    return digest.hexdigest()
+
+
+def verify(path: Path, spec: FileSpec) -> None:
+    if spec.sha256 and (got := sha256_of(path)) == spec.sha256:
+        return
+    if spec.content_sha256:
+        got = sha256_of(path, decompress=True)
+        if got == spec.content_sha256:
+            return
+        want = spec.content_sha256
+    elif spec.sha256:
+        want = spec.sha256
+    else:
+        return
+    raise DataError(
+        f"{path} has the wrong checksum (sha256 {got}, expected {want}): the file is truncated or not the original. "
+        "Delete it and run again to download it, or replace it with the original file."
+    )
+
+
+def fetch(spec: FileSpec) -> Path:
+    """Path of a verified copy of ``spec``'s file, downloading it if no data root has it."""
+    roots = data_roots()
+    for root in roots:
+        path = root / spec.relpath
+        if path.is_file():
+            verify(path, spec)
+            return path
+    if not spec.urls:
+        raise DataError(
+            f"data file {spec.relpath!r} not found under {', '.join(map(str, roots))}. {spec.note} "
+            "Put it there (or set NORMEXP_DATA_ROOT to the folder that holds it)."
+        )
+    target = roots[-1] / spec.relpath
+    errors = []
+    for url in spec.urls:
+        try:
+            return _download(url, target, spec)
+        except Exception as e:  # noqa: BLE001 - try the next mirror, report all failures together
+            errors.append(f"{url}: {e}")
+    raise DataError(
+        f"data file {spec.relpath!r} is not under {', '.join(map(str, roots))} and could not be downloaded:\n  "
+        + "\n  ".join(errors)
+        + f"\nDownload it by hand to {target} (or set NORMEXP_DATA_ROOT to a folder holding {spec.relpath})."
+    )
+
+
+def _download(url: str, target: Path, spec: FileSpec) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                out.write(chunk)
+        verify(Path(tmp), spec)
+        os.replace(tmp, target)  # only a verified file ever appears under its real name
+        return target
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Writes ``text`` to a temp file beside ``path`` and renames it over: readers never see a torn file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("NORMEXP_CACHE_DIR", REPO_DATA / "cache")).expanduser()
+
+
+def cached(name: str, key: dict[str, Any], build: Callable[[], Any]) -> Any:
+    """``build()``'s result, cached under a file named by ``name`` and a hash of ``key``.
+
+    ``key`` must hold everything that changes the result (input checksums, options, code version of the preprocessing).
+    Concurrent builders each write a private temp file and rename it into place, so the cache is never torn.
+    """
+    import torch
+
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    path = cache_dir() / f"{name}-{digest}.pt"
+    if path.is_file():
+        try:
+            return torch.load(path, weights_only=True)
+        except Exception:  # noqa: BLE001 - a cache file we cannot read is rebuilt, not trusted
+            path.unlink(missing_ok=True)
+    value = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(value, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return value

@@ -1,0 +1,232 @@
+"""The one training loop. It knows a task only through the ``Task`` protocol and writes everything to a ``RunRecord``.
+
+Per update: loss → divergence check → backward → clip → step → schedule. Valid is evaluated each epoch (or every
+``eval_every_steps``), the best weights are kept, and test is run once at the end on the best weights. Checkpoints
+(``checkpoints.py``) make a killed run resumable; SIGTERM checkpoints before exiting.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import signal
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from normexp.checkpoints import CheckpointDir, rng_state, set_rng_state
+from normexp.optim import build_optimizer, build_scheduler
+from normexp.runs import RunRecord
+from normexp.tasks.base import Task, move_to
+
+
+class Diverged(Exception):
+    pass
+
+
+class Interrupted(Exception):
+    """SIGTERM arrived; a checkpoint was written and the run can be resumed."""
+
+
+@dataclass
+class Progress:
+    """Where the loop stands, saved in every checkpoint."""
+
+    epoch: int = 0  # current epoch, 0-based
+    batch: int = 0  # batches already trained in the current epoch
+    step: int = 0  # updates done
+    epoch_loss_sum: float = 0.0  # sum of batch losses x units in the current epoch
+    epoch_units: int = 0
+    units: int = 0  # units trained on, all epochs
+    train_time_s: float = 0.0
+    best_value: float | None = None
+
+
+class Trainer:
+    def __init__(self, task: Task, model: nn.Module, optim_cfg, cfg, run_dir: Path, record: RunRecord, logger):
+        self.task, self.model, self.cfg, self.record, self.logger = task, model, cfg, record, logger
+        self.run_dir = Path(run_dir)
+        self.device = next(model.parameters()).device
+        self.optimizer = build_optimizer(model, optim_cfg)
+        self.clip_norm = optim_cfg.clip_norm
+        self.total_steps = self._total_steps()
+        self.scheduler = build_scheduler(self.optimizer, optim_cfg, self.total_steps)
+        self.checkpoints = CheckpointDir(self.run_dir, cfg.keep_checkpoints)
+        self.progress = Progress()
+        self._sigterm = False
+
+    def _total_steps(self) -> int:
+        if self.cfg.max_steps > 0:
+            return self.cfg.max_steps
+        per_epoch = self.task.batches_per_epoch(0)
+        return self.cfg.max_epochs * per_epoch if per_epoch else 0
+
+    # ---- checkpoint state -------------------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng_state(),
+            "progress": asdict(self.progress),
+            "record": {k: getattr(self.record, k) for k in ("curves", "best_valid", "best_epoch", "best_step")},
+            "logger": self.logger.resume_state(),
+        }
+
+    def resume(self) -> bool:
+        state = self.checkpoints.latest()
+        if state is None:
+            return False
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        self.progress = Progress(**state["progress"])
+        for key, value in state["record"].items():
+            setattr(self.record, key, value)
+        return True
+
+    def save_checkpoint(self) -> None:
+        self.checkpoints.save(self.progress.step, self.state())
+
+    # ---- evaluation -------------------------------------------------------------------------------------------------
+    def evaluate(self, split: str) -> dict[str, float]:
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                return self.task.evaluate(self.model, split)
+        finally:
+            self.model.train()
+
+    def validate(self) -> None:
+        p, task = self.progress, self.task
+        metrics = self.evaluate("valid")
+        if task.primary_metric not in metrics:
+            raise KeyError(f"task {type(task).__name__}.evaluate returned {sorted(metrics)}, not {task.primary_metric!r}")
+        self.record.curves["valid"].append({"epoch": p.epoch, "step": p.step, **metrics})
+        self.logger.log({f"valid/{k}": v for k, v in metrics.items()}, step=p.step)
+        value = metrics[task.primary_metric]
+        better = p.best_value is None or (value > p.best_value if task.higher_is_better else value < p.best_value)
+        if better and math.isfinite(value):
+            p.best_value = value
+            self.record.best_valid, self.record.best_epoch, self.record.best_step = metrics, p.epoch, p.step
+            self.checkpoints.save_best(self.model.state_dict())
+        self.flush_record()
+
+    def flush_record(self) -> None:
+        p = self.progress
+        self.record.steps, self.record.train_time_s = p.step, round(p.train_time_s, 3)
+        if p.train_time_s > 0:
+            self.record.steps_per_s = round(p.step / p.train_time_s, 3)
+            self.record.units_per_s = round(p.units / p.train_time_s, 1)
+        self.record.save(self.run_dir)
+
+    # ---- the loop ---------------------------------------------------------------------------------------------------
+    def train_step(self, batch: Any) -> float:
+        loss, units = self.task.loss(self.model, move_to(batch, self.device))
+        value = loss.item()
+        if not math.isfinite(value) or value > self.cfg.loss_ceiling:
+            raise Diverged(f"training loss {value} at step {self.progress.step + 1} (ceiling {self.cfg.loss_ceiling})")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.clip_norm > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        p = self.progress
+        p.step += 1
+        p.batch += 1
+        p.units += units
+        p.epoch_units += units
+        p.epoch_loss_sum += value * units
+        return value
+
+    def done(self) -> bool:
+        p, cfg = self.progress, self.cfg
+        return (cfg.max_steps > 0 and p.step >= cfg.max_steps) or p.epoch >= cfg.max_epochs
+
+    def fit(self) -> RunRecord:
+        """Trains to the end (or to divergence), then tests the best weights. Returns the finished record."""
+        cfg, p = self.cfg, self.progress
+        previous = signal.signal(signal.SIGTERM, self._on_sigterm) if _main_thread() else None
+        self.model.train()
+        try:
+            while not self.done():
+                self._run_epoch()
+        except Diverged as e:
+            self.record.status, self.record.diverged_at_step, self.record.error = "diverged", p.step + 1, str(e)
+            self.flush_record()
+            return self.record
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        best = self.checkpoints.load_best()
+        if best is not None:
+            self.model.load_state_dict(best)
+        self.record.test = self.evaluate("test")
+        self.logger.log({f"test/{k}": v for k, v in self.record.test.items()}, step=p.step)
+        self.record.status = "completed"
+        self.flush_record()
+        return self.record
+
+    def _run_epoch(self) -> None:
+        cfg, p, task = self.cfg, self.progress, self.task
+        task.start_epoch(p.epoch)
+        batches = task.train_batches(p.epoch)
+        total = len(batches) if hasattr(batches, "__len__") else None
+        bar = tqdm(itertools.islice(batches, p.batch, None), total=total, initial=p.batch, disable=not cfg.progress,
+                   desc=f"epoch {p.epoch + 1}/{cfg.max_epochs}", leave=False, dynamic_ncols=True)
+        running = None
+        for batch in bar:
+            start = time.perf_counter()
+            value = self.train_step(batch)
+            p.train_time_s += time.perf_counter() - start
+            running = value if running is None else 0.98 * running + 0.02 * value
+            bar.set_postfix(loss=f"{running:.4f}", refresh=False)
+            if cfg.log_every_steps and p.step % cfg.log_every_steps == 0:
+                self.logger.log({"train/loss": running, "train/lr": self.scheduler.get_last_lr()[0],
+                                 "train/steps_per_s": p.step / max(p.train_time_s, 1e-9)}, step=p.step)
+            if cfg.eval_every_steps and p.step % cfg.eval_every_steps == 0:
+                self.validate()
+                self.save_checkpoint()
+            elif cfg.checkpoint_every_steps and p.step % cfg.checkpoint_every_steps == 0:
+                self.save_checkpoint()
+            if self._sigterm:
+                self.save_checkpoint()
+                raise Interrupted(f"SIGTERM at step {p.step}: checkpoint written, rerun the same command to resume")
+            if cfg.max_steps and p.step >= cfg.max_steps:
+                break
+        bar.close()
+        self._end_epoch()
+
+    def _end_epoch(self) -> None:
+        p, cfg = self.progress, self.cfg
+        train_loss = p.epoch_loss_sum / max(p.epoch_units, 1)
+        self.record.curves["train_loss"].append({"epoch": p.epoch, "step": p.step, "loss": train_loss})
+        self.logger.log({"train/epoch_loss": train_loss, "epoch": p.epoch + 1}, step=p.step)
+        if not cfg.eval_every_steps or self.done_after_epoch():
+            self.validate()
+        p.epoch += 1
+        p.batch, p.epoch_loss_sum, p.epoch_units = 0, 0.0, 0
+        self.record.epochs_done = p.epoch
+        self.save_checkpoint()
+        self.flush_record()
+
+    def done_after_epoch(self) -> bool:
+        """With step-based evaluation, still validate at the very end if the last step was not an evaluation step."""
+        p, cfg = self.progress, self.cfg
+        finishing = (cfg.max_steps and p.step >= cfg.max_steps) or p.epoch + 1 >= cfg.max_epochs
+        return bool(finishing and p.step % cfg.eval_every_steps != 0)
+
+    def _on_sigterm(self, signum, frame) -> None:  # noqa: ARG002
+        self._sigterm = True
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
