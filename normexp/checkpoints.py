@@ -82,9 +82,24 @@ class CheckpointDir:
                 continue
         return None
 
+    def last_states(self, n: int) -> list[dict[str, Any]]:
+        return [torch.load(p, weights_only=True, map_location="cpu") for p in self.step_files()[-n:]]
+
     def save_best(self, model_state: dict[str, torch.Tensor]) -> None:
         atomic_save(model_state, self.path / "best.pt")
 
     def load_best(self) -> dict[str, torch.Tensor] | None:
         path = self.path / "best.pt"
         return torch.load(path, weights_only=True, map_location="cpu") if path.is_file() else None
+
+
+def average_model_states(states: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Element-wise mean of the ``model`` weights of several checkpoints (fairseq's average_checkpoints)."""
+    models = [s["model"] for s in states]
+    out = {}
+    for key, first in models[0].items():
+        if first.is_floating_point():
+            out[key] = sum(m[key].double() for m in models).div(len(models)).to(first.dtype)
+        else:  # counters and integer buffers: take the newest
+            out[key] = models[-1][key]
+    return out

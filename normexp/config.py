@@ -45,6 +45,7 @@ class TrainerConfig:
     keep_checkpoints: int = 2  # last K step/epoch checkpoints kept besides best
     resume: str = "auto"  # auto: continue from the run dir's checkpoint if there is one | never
     grad_stats: bool = False  # record mean/var of dloss/dx at every norm input
+    average_last: int = 0  # >0: test the average of the last N checkpoints' weights instead of the best (fairseq-style)
 
 
 @dataclass

@@ -38,12 +38,13 @@ class WandbLogger(ConsoleLogger):
                  run_id: str | None = None):
         super().__init__()
         import wandb
+        import wandb.sdk.lib.runid
 
         os.environ.setdefault("WANDB_MODE", cfg.mode)
         os.environ.setdefault("WANDB_SILENT", "true")
         self.wandb = wandb
         self.run = wandb.init(project=cfg.project, entity=cfg.entity, name=run_name, group=group, job_type=job_type,
-                              config=config, dir=str(run_dir), id=run_id or wandb.util.generate_id(),
+                              config=config, dir=str(run_dir), id=run_id or wandb.sdk.lib.runid.generate_id(),
                               resume="allow", mode=os.environ["WANDB_MODE"], reinit="finish_previous")
 
     def log(self, metrics: dict[str, float], step: int) -> None:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from normexp.checkpoints import CheckpointDir, rng_state, set_rng_state
+from normexp.checkpoints import CheckpointDir, average_model_states, rng_state, set_rng_state
 from normexp.optim import build_optimizer, build_scheduler
 from normexp.runs import RunRecord
 from normexp.tasks.base import Task, move_to
@@ -55,7 +55,7 @@ class Trainer:
         self.clip_norm = optim_cfg.clip_norm
         self.total_steps = self._total_steps()
         self.scheduler = build_scheduler(self.optimizer, optim_cfg, self.total_steps)
-        self.checkpoints = CheckpointDir(self.run_dir, cfg.keep_checkpoints)
+        self.checkpoints = CheckpointDir(self.run_dir, max(cfg.keep_checkpoints, cfg.average_last))
         self.progress = Progress()
         self._sigterm = False
 
@@ -92,6 +92,7 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         self.checkpoints.save(self.progress.step, self.state())
+        self.flush_record()  # the record shows how far a run got, even if it is killed next
 
     # ---- evaluation -------------------------------------------------------------------------------------------------
     def evaluate(self, split: str) -> dict[str, float]:
@@ -164,14 +165,23 @@ class Trainer:
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
-        best = self.checkpoints.load_best()
-        if best is not None:
-            self.model.load_state_dict(best)
+        self.model.load_state_dict(self._test_weights())
         self.record.test = self.evaluate("test")
         self.logger.log({f"test/{k}": v for k, v in self.record.test.items()}, step=p.step)
         self.record.status = "completed"
         self.flush_record()
         return self.record
+
+    def _test_weights(self) -> dict[str, torch.Tensor]:
+        """The weights to test: the best on valid, or the average of the last ``average_last`` checkpoints."""
+        if self.cfg.average_last > 0:
+            states = self.checkpoints.last_states(self.cfg.average_last)
+            self.record.extra["tested"] = f"average of the last {len(states)} checkpoints (steps " + \
+                ", ".join(str(s["progress"]["step"]) for s in states) + ")"
+            return average_model_states(states)
+        self.record.extra["tested"] = f"best valid {self.task.primary_metric} (step {self.record.best_step})"
+        best = self.checkpoints.load_best()
+        return best if best is not None else self.model.state_dict()
 
     def _run_epoch(self) -> None:
         cfg, p, task = self.cfg, self.progress, self.task
@@ -214,7 +224,6 @@ class Trainer:
         p.batch, p.epoch_loss_sum, p.epoch_units = 0, 0.0, 0
         self.record.epochs_done = p.epoch
         self.save_checkpoint()
-        self.flush_record()
 
     def done_after_epoch(self) -> bool:
         """With step-based evaluation, still validate at the very end if the last step was not an evaluation step."""

@@ -71,6 +71,7 @@ class MnistConfig:
     name: str = "mnist"
     valid_size: int = 5000
     train_size: int = 0  # 0: all remaining training images; else the first N (smoke profiles)
+    test_size: int = 0  # 0: all 10,000 test images; else the first N (smoke profiles and tests only)
     batch_size: int = 128
     eval_batch_size: int = 1000
     permute_pixels: bool = False  # permutation-invariant MNIST (Ba et al.): a fixed pixel shuffle
@@ -100,6 +101,8 @@ class MnistTask(Task):
             "valid": (images[cut:n_train_all], labels[cut:]),
             "test": (images[n_train_all:], raw["test_labels"].long()),
         }
+        if cfg.test_size > 0:
+            self.splits["test"] = tuple(t[: cfg.test_size] for t in self.splits["test"])
 
     def build_model(self, norm: NormFactory) -> nn.Module:
         from normexp.models.cnn import MnistCNN

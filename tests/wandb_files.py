@@ -1,0 +1,50 @@
+"""Reads W&B offline run files (``run-*.wandb``) back: LevelDB-log framing around protobuf ``Record`` messages.
+
+wandb ≥ 0.2x no longer ships a Python reader; the format is: a 7-byte header (":W&B", magic, version), then 32 KiB
+blocks of chunks, each with a 7-byte header (crc32, length, type: 1 full, 2 first, 3 middle, 4 last).
+"""
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+from wandb.proto import wandb_internal_pb2 as pb
+
+BLOCK = 32768
+
+
+def _payloads(raw: bytes):
+    pos, buf = 7, b""
+    while pos + 7 <= len(raw):
+        left = BLOCK - (pos % BLOCK)
+        if left < 7:
+            pos += left
+            continue
+        _crc, length, kind = struct.unpack("<IHB", raw[pos : pos + 7])
+        pos += 7
+        if kind == 0 and length == 0:
+            break
+        buf += raw[pos : pos + length]
+        pos += length
+        if kind in (1, 4):
+            yield buf
+            buf = b""
+
+
+def read_offline_run(path: Path) -> dict:
+    """{'run': {name, group, job_type, config}, 'history': [rows], 'summary': {...}} of one ``.wandb`` file."""
+    out: dict = {"run": {}, "history": [], "summary": {}}
+    for data in _payloads(Path(path).read_bytes()):
+        rec = pb.Record()
+        rec.ParseFromString(data)
+        kind = rec.WhichOneof("record_type")
+        if kind == "run":
+            config = {i.key: json.loads(i.value_json) for i in rec.run.config.update}
+            out["run"] = {"name": rec.run.display_name, "group": rec.run.run_group, "job_type": rec.run.job_type,
+                          "config": config}
+        elif kind == "history":
+            out["history"].append({i.key: json.loads(i.value_json) for i in rec.history.item if i.key})
+        elif kind == "summary":
+            out["summary"].update({i.key: json.loads(i.value_json) for i in rec.summary.update if i.key})
+    return out
