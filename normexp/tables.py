@@ -30,6 +30,18 @@ class ColumnSpec:
     metric: str
     higher_is_better: bool = True
     digits: int = 2
+    where: dict[str, Any] = field(default_factory=dict)  # config filters, e.g. {task.batch_size: 4}
+
+    def matches(self, record: RunRecord) -> bool:
+        return record.task == self.task and all(_lookup(record.config, k) == v for k, v in self.where.items())
+
+
+def _lookup(config: dict, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(config, dict) or part not in config:
+            return None
+        config = config[part]
+    return config
 
 
 @dataclass
@@ -80,30 +92,40 @@ class Cell:
         return out
 
 
+def column_key(column: ColumnSpec) -> str:
+    """A column's id in the paper dict and the cells: its task, or task[k=v,...] when it filters on config."""
+    return column.task + ("[" + ",".join(f"{k}={v}" for k, v in column.where.items()) + "]" if column.where else "")
+
+
 def build_cells(spec: TableSpec, records: Iterable[RunRecord], profile: Optional[str] = None) -> dict:
-    """(norm, task) → Cell, from the records of the spec's rows and columns (of one profile)."""
-    cells = {(r.norm, c.task): Cell(paper=spec.paper.get(r.norm, {}).get(c.task)) for r in spec.rows for c in spec.columns}
-    metric = {c.task: c.metric for c in spec.columns}
+    """(norm, column key) → Cell, from the records of the spec's rows and columns (of one profile)."""
+    norms = {r.norm for r in spec.rows}
+    cells = {(r.norm, column_key(c)): Cell(paper=spec.paper.get(r.norm, {}).get(column_key(c)))
+             for r in spec.rows for c in spec.columns}
     profiles: dict[tuple, set] = {}
     for rec in records:
-        key = (rec.norm, rec.task)
-        if key not in cells or (profile is not None and rec.profile != profile):
+        if rec.norm not in norms or (profile is not None and rec.profile != profile):
             continue
-        profiles.setdefault(key, set()).add(rec.profile)
-        cell = cells[key]
-        if rec.status == "completed" and metric[rec.task] in rec.test:
-            cell.values.append(float(rec.test[metric[rec.task]]))
-            cell.seeds.append(rec.seed)
-        elif rec.status == "diverged":
-            cell.diverged += 1
-        elif rec.status in ("failed", "completed"):
-            cell.failed += 1
-        else:
-            cell.running += 1
+        for column in (c for c in spec.columns if c.matches(rec)):
+            key = (rec.norm, column_key(column))
+            profiles.setdefault(key, set()).add(rec.profile)
+            _add(cells[key], rec, column.metric)
     mixed = {k: sorted(v) for k, v in profiles.items() if len(v) > 1}
     if mixed:
         raise ValueError(f"records of several profiles {mixed} would be mixed in one cell: pass profile=tiny or profile=full")
     return cells
+
+
+def _add(cell: Cell, rec: RunRecord, metric: str) -> None:
+    if rec.status == "completed" and metric in rec.test:
+        cell.values.append(float(rec.test[metric]))
+        cell.seeds.append(rec.seed)
+    elif rec.status == "diverged":
+        cell.diverged += 1
+    elif rec.status in ("failed", "completed"):  # completed without the metric: a broken run, not a number
+        cell.failed += 1
+    else:
+        cell.running += 1
 
 
 def _paper(value: Any, digits: int) -> str:
@@ -116,7 +138,7 @@ def to_markdown(spec: TableSpec, cells: dict) -> str:
     head = "| Model | " + " | ".join(f"{c.label} ({'+' if c.higher_is_better else '−'})" for c in spec.columns) + " |"
     lines = [f"### {spec.title}", "", head, "|---" * (len(spec.columns) + 1) + "|"]
     for r in spec.rows:
-        row = [f"{cells[r.norm, c.task].text(c.digits)} / {_paper(cells[r.norm, c.task].paper, c.digits)}"
+        row = [f"{cells[r.norm, column_key(c)].text(c.digits)} / {_paper(cells[r.norm, column_key(c)].paper, c.digits)}"
                for c in spec.columns]
         lines.append(f"| {r.label} | " + " | ".join(row) + " |")
     lines += ["", f"Each cell: ours (test, mean ± std over seeds, n seeds) / the paper's number. {spec.caption}".strip()]
@@ -131,7 +153,7 @@ def to_latex(spec: TableSpec, cells: dict) -> str:
     lines = [r"\begin{table}[t]", r"\centering", rf"\begin{{tabular}}{{{cols}}}", r"\toprule",
              "Model & " + " & ".join(esc(c.label) for c in spec.columns) + r" \\", r"\midrule"]
     for r in spec.rows:
-        row = [esc(f"{cells[r.norm, c.task].text(c.digits)} / {_paper(cells[r.norm, c.task].paper, c.digits)}")
+        row = [esc(f"{cells[r.norm, column_key(c)].text(c.digits)} / {_paper(cells[r.norm, column_key(c)].paper, c.digits)}")
                for c in spec.columns]
         lines.append(esc(r.label) + " & " + " & ".join(row) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{esc(spec.title)}. Ours / paper. {esc(spec.caption)}}}",
@@ -145,8 +167,8 @@ def to_csv(spec: TableSpec, cells: dict) -> str:
     writer.writerow(["model", "norm", "task", "metric", "mean", "std", "n", "seeds", "diverged", "failed", "paper"])
     for r in spec.rows:
         for c in spec.columns:
-            cell = cells[r.norm, c.task]
-            writer.writerow([r.label, r.norm, c.task, c.metric, cell.mean, cell.std, cell.n,
+            cell = cells[r.norm, column_key(c)]
+            writer.writerow([r.label, r.norm, column_key(c), c.metric, cell.mean, cell.std, cell.n,
                              " ".join(map(str, cell.seeds)), cell.diverged, cell.failed, cell.paper])
     return out.getvalue()
 

@@ -105,10 +105,14 @@ class MnistTask(Task):
             self.splits["test"] = tuple(t[: cfg.test_size] for t in self.splits["test"])
 
     def build_model(self, norm: NormFactory) -> nn.Module:
+        if self.model_cfg.name == "mlp":  # permutation-invariant MNIST (Ba et al.): pixels as a flat vector
+            from normexp.models.mlp import MLP
+
+            return MLP(self.model_cfg, norm, in_features=28 * 28, out_features=10)
         from normexp.models.cnn import MnistCNN
 
         if self.model_cfg.name != "cnn":
-            raise ValueError(f"task=mnist supports model=cnn, not model={self.model_cfg.name}")
+            raise ValueError(f"task=mnist supports model=cnn or model=mlp, not model={self.model_cfg.name}")
         return MnistCNN(self.model_cfg, norm)
 
     def train_batches(self, epoch: int) -> ShuffledBatches:
@@ -128,7 +132,7 @@ class MnistTask(Task):
             total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
             correct += (logits.argmax(-1) == labels).sum().item()
             count += len(labels)
-        return {"loss": total_loss / count, "accuracy": 100.0 * correct / count}
+        return {"loss": total_loss / count, "accuracy": 100.0 * correct / count, "error": 100.0 * (count - correct) / count}
 
     def describe(self) -> dict:
         return {
