@@ -21,6 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from normexp import distributed
 from normexp.config import register_configs
 from normexp.loggers import ConsoleLogger, WandbLogger
 from normexp.norms import norm_factory
@@ -51,12 +52,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def make_logger(cfg: DictConfig, run_dir: Path, resumed_state: dict | None):
@@ -94,21 +89,32 @@ def run(cfg: DictConfig, run_dir: Path) -> RunRecord:
     started = time.perf_counter()
     logger = None
     try:
-        record.save(run_dir)  # fails early, before any work, when the run dir is not writable
+        main = distributed.is_main()
+        if main:
+            record.save(run_dir)  # fails early, before any work, when the run dir is not writable
+        device = distributed.setup(cfg.trainer.device)
         if cfg.trainer.threads > 0:
             torch.set_num_threads(cfg.trainer.threads)
         seed_everything(cfg.seed, cfg.trainer.deterministic)
-        norm = norm_factory(objects.norm)
+        build_norm_site = norm_factory(objects.norm)
+        sites: list = []
+
+        def norm(dim: int):  # every norm site the model builds, counted and kept for the grad-stats hook
+            sites.append(build_norm_site(dim))
+            return sites[-1]
+
         task = task_class(cfg.task.name)(objects.task, objects.model, cfg.seed)
         record.primary_metric, record.higher_is_better = task.primary_metric, task.higher_is_better
         record.data = task.describe()
-        model = task.build_model(norm).to(pick_device(cfg.trainer.device))
-        record.extra["parameters"] = sum(p.numel() for p in model.parameters())
-        trainer = Trainer(task, model, objects.optim, objects.trainer, run_dir, record, ConsoleLogger())
+        model = task.build_model(norm).to(device)
+        record.extra.update(parameters=sum(p.numel() for p in model.parameters()), norm_sites=len(sites),
+                            world_size=distributed.world_size(), device=str(device))
+        trainer = Trainer(task, model, objects.optim, objects.trainer, run_dir, record, ConsoleLogger(), sites)
         resumed = cfg.trainer.resume == "auto" and trainer.resume()
         if resumed:
             log.info("resumed from step %d (epoch %d)", trainer.progress.step, trainer.progress.epoch)
-        logger = trainer.logger = make_logger(cfg, run_dir, trainer.checkpoints.latest() if resumed else None)
+        if main:
+            logger = trainer.logger = make_logger(cfg, run_dir, trainer.checkpoints.latest() if resumed else None)
         trainer.fit()
     except Interrupted as e:
         record.status, record.error = "interrupted", str(e)
@@ -118,7 +124,8 @@ def run(cfg: DictConfig, run_dir: Path) -> RunRecord:
         raise
     finally:
         record.wall_time_s = round(record.wall_time_s + time.perf_counter() - started, 3)
-        record.save(run_dir)
+        if distributed.is_main():
+            record.save(run_dir)
         if logger is not None:
             logger.summary(record)
             logger.finish(record.status)

@@ -18,7 +18,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from normexp import distributed
 from normexp.checkpoints import CheckpointDir, average_model_states, rng_state, set_rng_state
+from normexp.grad_stats import GradStats
 from normexp.optim import build_optimizer, build_scheduler
 from normexp.runs import RunRecord
 from normexp.tasks.base import Task, move_to
@@ -47,10 +49,15 @@ class Progress:
 
 
 class Trainer:
-    def __init__(self, task: Task, model: nn.Module, optim_cfg, cfg, run_dir: Path, record: RunRecord, logger):
+    def __init__(self, task: Task, model: nn.Module, optim_cfg, cfg, run_dir: Path, record: RunRecord, logger,
+                 norm_sites: list[nn.Module] | None = None):
         self.task, self.model, self.cfg, self.record, self.logger = task, model, cfg, record, logger
         self.run_dir = Path(run_dir)
         self.device = next(model.parameters()).device
+        self.is_main, self.world = distributed.is_main(), distributed.world_size()
+        # the model the loss runs through: DDP-wrapped under torchrun (gradients averaged), the plain one otherwise
+        self.train_model = nn.parallel.DistributedDataParallel(model) if self.world > 1 else model
+        self.grad_stats = GradStats(model, norm_sites or []) if cfg.grad_stats else None
         self.optimizer = build_optimizer(model, optim_cfg)
         self.clip_norm = optim_cfg.clip_norm
         self.total_steps = self._total_steps()
@@ -63,7 +70,7 @@ class Trainer:
         if self.cfg.max_steps > 0:
             return self.cfg.max_steps
         per_epoch = self.task.batches_per_epoch(0)
-        return self.cfg.max_epochs * per_epoch if per_epoch else 0
+        return self.cfg.max_epochs * (per_epoch // self.world) if per_epoch else 0
 
     # ---- checkpoint state -------------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -91,6 +98,8 @@ class Trainer:
         return True
 
     def save_checkpoint(self) -> None:
+        if not self.is_main:
+            return
         self.checkpoints.save(self.progress.step, self.state())
         self.flush_record()  # the record shows how far a run got, even if it is killed next
 
@@ -115,10 +124,13 @@ class Trainer:
         if better and math.isfinite(value):
             p.best_value = value
             self.record.best_valid, self.record.best_epoch, self.record.best_step = metrics, p.epoch, p.step
-            self.checkpoints.save_best(self.model.state_dict())
+            if self.is_main:
+                self.checkpoints.save_best(self.model.state_dict())
         self.flush_record()
 
     def flush_record(self) -> None:
+        if not self.is_main:
+            return
         p = self.progress
         self.record.steps, self.record.train_time_s = p.step, round(p.train_time_s, 3)
         if p.train_time_s > 0:
@@ -128,17 +140,21 @@ class Trainer:
 
     # ---- the loop ---------------------------------------------------------------------------------------------------
     def train_step(self, batch: Any) -> float:
-        loss, units = self.task.loss(self.model, move_to(batch, self.device))
-        value = loss.item()
+        p = self.progress
+        if self.grad_stats:
+            self.grad_stats.start_step(record=p.step % max(self.cfg.log_every_steps, 1) == 0)
+        loss, units = self.task.loss(self.train_model, move_to(batch, self.device))
+        value = distributed.mean_across_ranks(loss.item(), self.device)
         if not math.isfinite(value) or value > self.cfg.loss_ceiling:
             raise Diverged(f"training loss {value} at step {self.progress.step + 1} (ceiling {self.cfg.loss_ceiling})")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.grad_stats and (stats := self.grad_stats.collect(p.step + 1)):
+            self.record.extra.setdefault("grad_stats", []).append(stats)
         if self.clip_norm > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
         self.optimizer.step()
         self.scheduler.step()
-        p = self.progress
         p.step += 1
         p.batch += 1
         p.units += units
@@ -165,6 +181,8 @@ class Trainer:
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
+        if not self.is_main:  # rank 0 tests and writes; the other ranks are done
+            return self.record
         self.model.load_state_dict(self._test_weights())
         self.record.test = self.evaluate("test")
         self.logger.log({f"test/{k}": v for k, v in self.record.test.items()}, step=p.step)
@@ -187,8 +205,10 @@ class Trainer:
         cfg, p, task = self.cfg, self.progress, self.task
         task.start_epoch(p.epoch)
         batches = task.train_batches(p.epoch)
-        total = len(batches) if hasattr(batches, "__len__") else None
-        bar = tqdm(itertools.islice(batches, p.batch, None), total=total, initial=p.batch, disable=not cfg.progress,
+        total = len(batches) // self.world if hasattr(batches, "__len__") else None
+        batches = distributed.shard(batches, total * self.world if total is not None else None)
+        bar = tqdm(itertools.islice(batches, p.batch, None), total=total, initial=p.batch,
+                   disable=not cfg.progress or not self.is_main,
                    desc=f"epoch {p.epoch + 1}/{cfg.max_epochs}", leave=False, dynamic_ncols=True)
         running = None
         for batch in bar:

@@ -58,7 +58,7 @@ def test_wandb_offline_run_holds_the_logged_values(tmp_path):
     run = read_offline_run(path)
     assert run["run"]["name"] == "mnist-layernorm-s1" and run["run"]["group"] == "wbtest"
     assert run["run"]["job_type"] == "full"
-    assert run["run"]["config"]["norm"]["value"]["name"] == "layernorm"
+    assert run["run"]["config"]["norm"]["name"] == "layernorm"
     logged = {k: v for row in run["history"] for k, v in row.items()}
     assert logged["valid/accuracy"] == rec["curves"]["valid"][-1]["accuracy"]
     assert logged["test/accuracy"] == rec["test"]["accuracy"]

@@ -32,6 +32,11 @@ def _payloads(raw: bytes):
             buf = b""
 
 
+def _key(item) -> str:
+    """Items carry either ``key`` or ``nested_key`` (a path), depending on the wandb version and the key."""
+    return item.key or "/".join(item.nested_key)
+
+
 def read_offline_run(path: Path) -> dict:
     """{'run': {name, group, job_type, config}, 'history': [rows], 'summary': {...}} of one ``.wandb`` file."""
     out: dict = {"run": {}, "history": [], "summary": {}}
@@ -44,7 +49,7 @@ def read_offline_run(path: Path) -> dict:
             out["run"] = {"name": rec.run.display_name, "group": rec.run.run_group, "job_type": rec.run.job_type,
                           "config": config}
         elif kind == "history":
-            out["history"].append({i.key: json.loads(i.value_json) for i in rec.history.item if i.key})
+            out["history"].append({_key(i): json.loads(i.value_json) for i in rec.history.item})
         elif kind == "summary":
-            out["summary"].update({i.key: json.loads(i.value_json) for i in rec.summary.update if i.key})
+            out["summary"].update({_key(i): json.loads(i.value_json) for i in rec.summary.update if _key(i)})
     return out
