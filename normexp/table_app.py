@@ -25,7 +25,7 @@ cs.store(name="table_app_schema", node=TableAppConfig)
 cs.store(group="table", name="table_schema", node=TableSpec)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="tables")
+@hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parents[1] / "conf"), config_name="tables")
 def main(cfg: DictConfig) -> None:
     spec: TableSpec = OmegaConf.to_object(cfg.table)
     root = Path(cfg.root)

@@ -132,7 +132,7 @@ def run(cfg: DictConfig, run_dir: Path) -> RunRecord:
     return record
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parents[1] / "conf"), config_name="config")
 def main(cfg: DictConfig) -> float | None:
     """Returns the best valid primary metric, so that a Hydra sweeper can optimise it."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)

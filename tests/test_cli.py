@@ -117,3 +117,15 @@ def test_every_experiment_and_task_composes():
         for task in sorted(p.stem for p in (REPO / "conf/task").glob("*.yaml")):
             assert compose("config", overrides=[f"task={task}"]).task.name == task
     GlobalHydra.instance().clear()
+
+
+def test_console_scripts_work_from_any_folder(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bin_dir = Path(sys.executable).parent
+    proc = subprocess.run([bin_dir / "normexp-train", "--cfg", "job"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0 and "name: mnist" in proc.stdout, proc.stderr
+    proc = subprocess.run([bin_dir / "normexp-table", "--help"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0 and "table" in proc.stdout, proc.stderr
