@@ -148,4 +148,8 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run the importable ``normexp.train.main``, not this ``__main__`` copy: launchers that pickle the job (joblib,
+    # submitit) then pickle a reference to it instead of this module's globals.
+    from normexp.train import main as importable_main
+
+    importable_main()

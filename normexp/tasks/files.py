@@ -50,7 +50,8 @@ def sha256_of(path: Path, decompress: bool = False) -> str:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 digest.update(chunk)
     except (EOFError, gzip.BadGzipFile, OSError) as e:
-        raise DataError(f"{path} is corrupt ({type(e).__name__}: {e}); delete it and run again to re-fetch it") from e
+        raise DataError(f"{path} is corrupt ({type(e).__name__}: {e}). Delete it and run again to download it, "
+                        "or replace it with the original file.") from e
     return digest.hexdigest()
 
 
