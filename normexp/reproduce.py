@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         if options.get("dry_run") != "true":
             subprocess.run(cmd, check=False)  # a failed job is recorded as failed; the table shows it
     out_dir = out_root / "tables" / profile
-    paths = write_table(spec, out_root, out_dir, profile)
+    paths = write_table(spec, out_root, out_dir, profile, plots=options.get("plots", "true") == "true",
+                        wandb=options.get("wandb") == "true")
     print(paths["md"].read_text(encoding="utf-8"))
     print("written: " + ", ".join(str(p) for p in paths.values()))
     return 0

@@ -1,4 +1,8 @@
-"""``normexp-table table=<name> [root=outputs] [profile=tiny|full] [out_dir=...]``: the Hydra entry point for tables."""
+"""``normexp-table table=<name> [root=outputs] [profile=tiny|full] [out_dir=...] [plots=true] [wandb=false]``.
+
+The Hydra entry point for tables: the table (md/tex/csv with significance marks and the paper's claims checked), its
+speed table, the figures (``plots``) and a summary W&B run (``wandb``, offline unless WANDB_MODE says otherwise).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,6 +22,9 @@ class TableAppConfig:
     root: str = "outputs"  # where to look for run records (any depth)
     profile: Optional[str] = None  # tiny | full; required when the records mix profiles
     out_dir: Optional[str] = None  # default: <root>/tables
+    plots: bool = True  # convergence and gradient figures (PNG + PDF) under <out_dir>/plots/<table>/
+    wandb: bool = False  # a summary W&B run of the table and figures
+    wandb_project: str = "normexp"
 
 
 cs = ConfigStore.instance()
@@ -32,8 +39,11 @@ def main(cfg: DictConfig) -> None:
     if not root.is_dir():
         raise SystemExit(f"no run records: {root} is not a folder (pass root=<folder holding the runs>)")
     out_dir = Path(cfg.out_dir) if cfg.out_dir else root / "tables"
-    paths = write_table(spec, root, out_dir, cfg.profile)
+    paths = write_table(spec, root, out_dir, cfg.profile, plots=cfg.plots, wandb=cfg.wandb,
+                        wandb_project=cfg.wandb_project)
     print(paths["md"].read_text(encoding="utf-8"))
+    if "speed_md" in paths:
+        print(paths["speed_md"].read_text(encoding="utf-8"))
     print("written: " + ", ".join(str(p) for p in paths.values()))
 
 

@@ -38,7 +38,9 @@ def _key(item) -> str:
 
 
 def read_offline_run(path: Path) -> dict:
-    """{'run': {name, group, job_type, config}, 'history': [rows], 'summary': {...}} of one ``.wandb`` file."""
+    """{'run': {name, group, job_type, config}, 'history': [rows], 'summary': {...}} of one ``.wandb`` file.
+
+    Media (tables, images) arrive as flattened keys: ``<key>/_type``, ``<key>/path``, …; see ``logged_file``."""
     out: dict = {"run": {}, "history": [], "summary": {}}
     for data in _payloads(Path(path).read_bytes()):
         rec = pb.Record()
@@ -53,3 +55,16 @@ def read_offline_run(path: Path) -> dict:
         elif kind == "summary":
             out["summary"].update({_key(i): json.loads(i.value_json) for i in rec.summary.update if _key(i)})
     return out
+
+
+def logged_file(wandb_file: Path, row: dict, key: str) -> Path:
+    """The media file a logged ``wandb.Table`` or ``wandb.Image`` under ``key`` points at (``files/`` of the run)."""
+    relative = row[f"{key}/path"] if f"{key}/path" in row else row[key]["path"]
+    return Path(wandb_file).parent / "files" / relative
+
+
+def logged_table(wandb_file: Path, row: dict, key: str) -> tuple[list, list]:
+    """(columns, rows) of a ``wandb.Table`` logged under ``key``, as its ``.table.json`` holds them."""
+    assert (row.get(f"{key}/_type") or row[key]["_type"]) == "table-file", f"{key} is not a logged table"
+    data = json.loads(logged_file(wandb_file, row, key).read_text(encoding="utf-8"))
+    return data["columns"], data["data"]

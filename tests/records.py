@@ -1,0 +1,31 @@
+"""Run records built by hand for the table, statistics, claims, plot and W&B tests: no training needed."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from normexp.runs import RunRecord
+
+
+def make_record(task: str, norm: str, seed: int, value: Optional[float] = None, *, metric: str = "accuracy",
+                status: str = "completed", profile: str = "tiny", steps_per_s: float = 10.0,
+                train_losses: tuple = (1.0, 0.5), valid_losses: tuple = (1.1, 0.9), grad_stats: Optional[list] = None,
+                config: Optional[dict] = None) -> RunRecord:
+    """A record of a run of ``task`` with ``norm`` and ``seed``: test ``metric`` = ``value`` (when completed), one
+    train/valid loss per epoch of 100 steps, and (optionally) grad stats as the trainer's hook records them."""
+    train = [{"epoch": e, "step": 100 * (e + 1), "loss": v} for e, v in enumerate(train_losses)]
+    valid = [{"epoch": e, "step": 100 * (e + 1), "loss": v} for e, v in enumerate(valid_losses)]
+    rec = RunRecord(task=task, model="m", norm=norm, seed=seed, name="test", profile=profile,
+                    config=config or {"task": {"name": task}, "trainer": {"device": "cpu"}}, status=status,
+                    primary_metric=metric, test={metric: value} if status == "completed" and value is not None else {},
+                    curves={"train_loss": train, "valid": valid}, steps=100 * len(train_losses),
+                    steps_per_s=steps_per_s, host="testhost")
+    if grad_stats is not None:
+        rec.extra["grad_stats"] = grad_stats
+    return rec
+
+
+def save_records(root: Path, records: list[RunRecord]) -> Path:
+    for i, rec in enumerate(records):
+        rec.save(Path(root) / f"{rec.task}-{rec.norm}-s{rec.seed}-{i}")
+    return Path(root)
