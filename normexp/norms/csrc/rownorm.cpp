@@ -1,0 +1,339 @@
+// Fused CPU kernels for every row-wise variant of normexp.norms (float32 and float64).
+//
+// One forward and one backward cover LayerNorm, LayerNorm-simple, the detach variants, AdaNorm,
+// RMSNorm and pRMSNorm: each row is read once from memory and then re-read from L1, which is
+// what makes every variant cost about as much as a single fused LayerNorm.
+//
+// Row statistic (m = number of leading elements it uses, D = m - unbiased):
+//   mean = center ? sum(x[:m]) / m : 0,  v = sum((x[:m] - mean)^2) / D
+//   s = sqrt(v + eps)  (inside)   or   sqrt(v) + eps  (outside);   r = 1 / s
+//   y = (x - mean) * r,   out = y * w (+ b),  or  C * (1 - k * y) * y  (AdaNorm, k > 0)
+// Backward, with gy = dL/dy (the AdaNorm factor C * (1 - k * y) is a constant, as in the paper):
+//   dx = r * gy  - [mean path] r * sum(gy) / H  - [var path, j < m] vc * sum(gy * y) * y / D
+// where vc = dr/dv-term = r (inside) or 1 / sqrt(v) (outside).  Detaching the mean or the
+// variance drops its term; derivation in normexp/norms/fast.py.
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+#include <tuple>
+#include <vector>
+
+namespace {
+
+using at::Tensor;
+
+// Rows per task so that a task touches about as many elements as ATen's own grain.
+int64_t row_grain(int64_t H) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(H, 1)); }
+
+// Explicit 32-byte vectors (GCC/Clang vector extensions): the auto-vectorizer handled some
+// template instances of these loops and silently left others scalar (3x slower).  Without AVX the
+// compiler lowers each vector to two SSE registers.
+// `type` holds values; `mem` is the same vector at element alignment, for loads and stores.
+template <typename T> struct VecOf;
+template <> struct VecOf<float> {
+  typedef float type __attribute__((vector_size(32)));
+  typedef float mem __attribute__((vector_size(32), aligned(4), may_alias));
+};
+template <> struct VecOf<double> {
+  typedef double type __attribute__((vector_size(32)));
+  typedef double mem __attribute__((vector_size(32), aligned(8), may_alias));
+};
+
+// Loaders for a vector at p (Vec) or one element (Sca): row code is written once as a generic
+// lambda f(io, j) and runs vector-wide over the row and element-wise over its tail.
+template <typename T>
+struct Vec {
+  using V = typename VecOf<T>::type;
+  static constexpr int64_t n = 32 / sizeof(T);
+  using M = typename VecOf<T>::mem;
+  static V ld(const T* p) { return *reinterpret_cast<const M*>(p); }
+  static void st(T* p, V v) { *reinterpret_cast<M*>(p) = v; }
+};
+template <typename T>
+struct Sca {
+  static T ld(const T* p) { return *p; }
+  static void st(T* p, T v) { *p = v; }
+};
+
+template <typename T, typename F>
+inline void for_row(int64_t n, F f) {
+  constexpr int64_t N = Vec<T>::n;
+  int64_t j = 0;
+  for (; j + N <= n; j += N) f(Vec<T>{}, j);
+  for (; j < n; ++j) f(Sca<T>{}, j);
+}
+
+template <typename T>
+inline T hsum(typename Vec<T>::V v) {
+  T s = 0;
+  for (int64_t i = 0; i < Vec<T>::n; ++i) s += v[i];
+  return s;
+}
+
+// Sums of f(io, j).first and .second over a row, with four independent vector accumulators each:
+// the row is in L1 by then, so a single accumulator would serialize on the add latency.
+template <typename T, typename F>
+inline std::pair<T, T> sum2_row(int64_t n, F f) {
+  using V = typename Vec<T>::V;
+  constexpr int64_t N = Vec<T>::n;
+  V a[4] = {}, b[4] = {};
+  int64_t j = 0;
+  for (; j + 4 * N <= n; j += 4 * N)
+    for (int u = 0; u < 4; ++u) {
+      auto [p, q] = f(Vec<T>{}, j + u * N);
+      a[u] += p;
+      b[u] += q;
+    }
+  for (; j + N <= n; j += N) {
+    auto [p, q] = f(Vec<T>{}, j);
+    a[0] += p;
+    b[0] += q;
+  }
+  T s = hsum<T>((a[0] + a[1]) + (a[2] + a[3])), t = hsum<T>((b[0] + b[1]) + (b[2] + b[3]));
+  for (; j < n; ++j) {
+    auto [p, q] = f(Sca<T>{}, j);
+    s += p;
+    t += q;
+  }
+  return {s, t};
+}
+
+template <typename T>
+struct Stat {
+  int64_t H, m;
+  bool center, inside;
+  T divisor, eps, C, k;  // k == 0: no AdaNorm factor
+};
+
+template <typename T>
+void forward_row(const T* x, T* y, T* st, const T* w, const T* b, const Stat<T>& c) {
+  const int64_t H = c.H, m = c.m;
+  T mean = 0;
+  if (c.center)
+    mean = sum2_row<T>(m, [&](auto io, int64_t j) { auto v = io.ld(x + j); return std::pair{v, v}; }).first / T(m);
+  // Two passes (mean, then squared deviations from L1) rather than sum and sum of squares in
+  // one: no cancellation when |mean| >> std.
+  // With centering, the corrected two-pass formula: subtracting (sum d)^2 / m cancels the
+  // rounding error of the mean.  Without (RMS), d = x and the plain mean square is wanted.
+  const auto [ss, sd] = sum2_row<T>(m, [&](auto io, int64_t j) {
+    auto d = io.ld(x + j) - mean;
+    return std::pair{d * d, d};
+  });
+  const T v = (c.center ? std::max(ss - sd * sd / T(m), T(0)) : ss) / c.divisor;
+  T r, vc;
+  if (c.inside) {
+    r = T(1) / std::sqrt(v + c.eps);
+    vc = r;
+  } else {
+    const T sd = std::sqrt(v);
+    r = T(1) / (sd + c.eps);
+    vc = sd > T(0) ? T(1) / sd : T(0);  // a constant row has no variance gradient (0/0 -> 0)
+  }
+  st[0] = mean;
+  st[1] = r;
+  st[2] = vc;
+  const T C = c.C, k = c.k;
+  if (k != T(0))
+    for_row<T>(H, [&](auto io, int64_t j) {
+      auto t = (io.ld(x + j) - mean) * r;
+      io.st(y + j, C * (T(1) - k * t) * t);
+    });
+  else if (w && b)
+    for_row<T>(H, [&](auto io, int64_t j) { io.st(y + j, (io.ld(x + j) - mean) * r * io.ld(w + j) + io.ld(b + j)); });
+  else if (w)
+    for_row<T>(H, [&](auto io, int64_t j) { io.st(y + j, (io.ld(x + j) - mean) * r * io.ld(w + j)); });
+  else
+    for_row<T>(H, [&](auto io, int64_t j) { io.st(y + j, (io.ld(x + j) - mean) * r); });
+}
+
+template <typename T>
+struct Grad {
+  int64_t H, m;
+  T divisor, C, k;
+  bool mean_path, var_path;  // false when that statistic is detached (or, for the mean, absent)
+};
+
+// W: multiply by the gain; ADA: AdaNorm factor; SAVED_Y: `s` holds y itself instead of x;
+// DW/DB: accumulate this row's gain/bias gradient into dw/db.
+template <typename T, bool W, bool ADA, bool SAVED_Y, bool DW, bool DB>
+void backward_row(const T* g, const T* s, const T* st, const T* w, T* dx, T* dw, T* db,
+                  const Grad<T>& c) {
+  const int64_t H = c.H, m = c.m;
+  const T mean = st[0], r = st[1], vc = st[2], C = c.C, k = c.k;
+  auto y_at = [&](auto io, int64_t j) {
+    if constexpr (SAVED_Y) return io.ld(s + j);
+    else return (io.ld(s + j) - mean) * r;
+  };
+  auto gy_at = [&](auto io, int64_t j, auto y) {
+    auto gy = io.ld(g + j);
+    if constexpr (W) gy = gy * io.ld(w + j);
+    if constexpr (ADA) gy = gy * (C * (T(1) - k * y));
+    return gy;
+  };
+  // One pass from memory for both row sums and the gain/bias gradients.
+  T sg = 0, sgy = 0;
+  if (c.mean_path || c.var_path || DW || DB) {
+    std::tie(sg, sgy) = sum2_row<T>(H, [&](auto io, int64_t j) {
+      const auto y = y_at(io, j);
+      const auto gy = gy_at(io, j, y);
+      if constexpr (DW) io.st(dw + j, io.ld(dw + j) + io.ld(g + j) * y);
+      if constexpr (DB) io.st(db + j, io.ld(db + j) + io.ld(g + j));
+      return std::pair{gy, gy * y};
+    });
+  }
+  const T a = c.mean_path ? r * sg / T(H) : T(0);
+  const T bc = c.var_path ? vc * sgy / c.divisor : T(0);
+  for_row<T>(m, [&](auto io, int64_t j) {
+    const auto y = y_at(io, j);
+    io.st(dx + j, r * gy_at(io, j, y) - a - bc * y);
+  });
+  for_row<T>(H - m, [&](auto io, int64_t j0) {  // pRMSNorm: elements outside the statistic
+    const int64_t j = j0 + m;
+    io.st(dx + j, r * gy_at(io, j, y_at(io, j)) - a);
+  });
+}
+
+void check_rows(const Tensor& t, const Tensor& x, const char* what) {
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, "float32/float64 only");
+  TORCH_CHECK(t.device().is_cpu() && t.is_contiguous() && t.scalar_type() == x.scalar_type(),
+              what, " must be a contiguous CPU tensor of the input's dtype");
+}
+
+std::tuple<Tensor, Tensor> rownorm_forward(const Tensor& x, const std::optional<Tensor>& weight,
+                                           const std::optional<Tensor>& bias, int64_t m, bool center,
+                                           double divisor, double eps, bool inside, double C,
+                                           double k) {
+  TORCH_CHECK(x.dim() == 2, "x must be (rows, H)");
+  check_rows(x, x, "x");
+  const int64_t R = x.size(0), H = x.size(1);
+  TORCH_CHECK(m >= 1 && m <= H, "statistic length out of range");
+  const bool has_w = weight.has_value() && weight->defined();
+  const bool has_b = bias.has_value() && bias->defined();
+  if (has_w) check_rows(*weight, x, "weight");
+  if (has_b) check_rows(*bias, x, "bias");
+  Tensor y = at::empty_like(x);
+  Tensor st = at::empty({R, 3}, x.options());
+  auto run = [&](auto zero) {
+    using T = decltype(zero);
+    const Stat<T> c{H, m, center, inside, T(divisor), T(eps), T(C), T(k)};
+    const T* X = x.data_ptr<T>();
+    const T* Wp = has_w ? weight->data_ptr<T>() : nullptr;
+    const T* Bp = has_b ? bias->data_ptr<T>() : nullptr;
+    T* Y = y.data_ptr<T>();
+    T* S = st.data_ptr<T>();
+    at::parallel_for(0, R, row_grain(H), [&](int64_t r0, int64_t r1) {
+      for (int64_t i = r0; i < r1; ++i) forward_row<T>(X + i * H, Y + i * H, S + 3 * i, Wp, Bp, c);
+    });
+  };
+  if (x.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
+  return {y, st};
+}
+
+template <typename T, bool W, bool ADA, bool SAVED_Y, bool DW = false, bool DB = false>
+void backward_rows(const T* G, const T* Sv, const T* St, const T* Wp, T* DX, double* dw_tot,
+                   double* db_tot, int64_t R, const Grad<T>& c) {
+  const int64_t H = c.H;
+  if (!DW && !DB) {
+    at::parallel_for(0, R, row_grain(H), [&](int64_t r0, int64_t r1) {
+      for (int64_t i = r0; i < r1; ++i)
+        backward_row<T, W, ADA, SAVED_Y, false, false>(G + i * H, Sv + i * H, St + 3 * i, Wp,
+                                                        DX + i * H, nullptr, nullptr, c);
+    });
+    return;
+  }
+  // Gain/bias gradients: a fixed partition into chunks (deterministic for a given thread count),
+  // each summing rows into a float block that is flushed to double every kBlock rows, so long
+  // sums over many rows stay accurate at float speed.
+  constexpr int64_t kBlock = 64;
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), R));
+  std::vector<double> part_w(DW ? chunks * H : 0, 0.0), part_b(DB ? chunks * H : 0, 0.0);
+  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+    std::vector<T> bw(DW ? H : 0), bb(DB ? H : 0);
+    for (int64_t ch = c0; ch < c1; ++ch) {
+      const int64_t lo = R * ch / chunks, hi = R * (ch + 1) / chunks;
+      for (int64_t i0 = lo; i0 < hi; i0 += kBlock) {
+        std::fill(bw.begin(), bw.end(), T(0));
+        std::fill(bb.begin(), bb.end(), T(0));
+        const int64_t i1 = std::min(hi, i0 + kBlock);
+        for (int64_t i = i0; i < i1; ++i)
+          backward_row<T, W, ADA, SAVED_Y, DW, DB>(G + i * H, Sv + i * H, St + 3 * i, Wp,
+                                                    DX + i * H, bw.data(), bb.data(), c);
+        for (int64_t j = 0; j < (DW ? H : 0); ++j) part_w[ch * H + j] += bw[j];
+        for (int64_t j = 0; j < (DB ? H : 0); ++j) part_b[ch * H + j] += bb[j];
+      }
+    }
+  });
+  for (int64_t ch = 0; ch < chunks; ++ch)
+    for (int64_t j = 0; j < H; ++j) {
+      if (DW) dw_tot[j] += part_w[ch * H + j];
+      if (DB) db_tot[j] += part_b[ch * H + j];
+    }
+}
+
+std::tuple<Tensor, Tensor, Tensor> rownorm_backward(
+    const Tensor& grad, const Tensor& saved, const Tensor& st, const std::optional<Tensor>& weight,
+    bool saved_is_y, int64_t m, double divisor, bool mean_path, bool var_path, double C, double k,
+    bool weight_grad, bool bias_grad) {
+  TORCH_CHECK(grad.dim() == 2, "grad must be (rows, H)");
+  check_rows(grad, grad, "grad");
+  check_rows(saved, grad, "saved");
+  check_rows(st, grad, "stats");
+  const int64_t R = grad.size(0), H = grad.size(1);
+  TORCH_CHECK(saved.sizes() == grad.sizes() && st.size(0) == R, "shape mismatch");
+  const bool has_w = weight.has_value() && weight->defined();
+  if (has_w) check_rows(*weight, grad, "weight");
+  const bool ada = k != 0.0;
+  TORCH_CHECK(!(has_w && ada) && !(saved_is_y && (has_w || ada)), "unsupported combination");
+  TORCH_CHECK((!weight_grad && !bias_grad) || has_w, "gain/bias gradients need a gain");
+  Tensor dx = at::empty_like(grad);
+  auto dopt = grad.options().dtype(at::kDouble);
+  Tensor dw = weight_grad ? at::zeros({H}, dopt) : at::empty({0}, grad.options());
+  Tensor db = bias_grad ? at::zeros({H}, dopt) : at::empty({0}, grad.options());
+  auto run = [&](auto zero) {
+    using T = decltype(zero);
+    const Grad<T> c{H, m, T(divisor), T(C), T(k), mean_path, var_path};
+    const T* G = grad.data_ptr<T>();
+    const T* S = saved.data_ptr<T>();
+    const T* ST = st.data_ptr<T>();
+    const T* Wp = has_w ? weight->data_ptr<T>() : nullptr;
+    T* DX = dx.data_ptr<T>();
+    double* DW = weight_grad ? dw.data_ptr<double>() : nullptr;
+    double* DB = bias_grad ? db.data_ptr<double>() : nullptr;
+    std::vector<double> scratch_w(bias_grad && !weight_grad ? H : 0);
+    double* scratch = scratch_w.data();
+    // A bias gradient without a gain gradient (frozen gain) computes the gain's and drops it.
+    if (has_w && bias_grad)
+      backward_rows<T, true, false, false, true, true>(G, S, ST, Wp, DX, DW ? DW : scratch, DB, R, c);
+    else if (has_w && weight_grad)
+      backward_rows<T, true, false, false, true, false>(G, S, ST, Wp, DX, DW, DB, R, c);
+    else if (has_w)
+      backward_rows<T, true, false, false>(G, S, ST, Wp, DX, DW, DB, R, c);
+    else if (ada)
+      backward_rows<T, false, true, false>(G, S, ST, Wp, DX, DW, DB, R, c);
+    else if (saved_is_y)
+      backward_rows<T, false, false, true>(G, S, ST, Wp, DX, DW, DB, R, c);
+    else
+      backward_rows<T, false, false, false>(G, S, ST, Wp, DX, DW, DB, R, c);
+  };
+  if (grad.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
+  return {dx, weight_grad ? dw.to(grad.scalar_type()) : dw, bias_grad ? db.to(grad.scalar_type()) : db};
+}
+
+}  // namespace
+
+TORCH_LIBRARY(normexp_norms, lib) {
+  lib.def("forward(Tensor x, Tensor? weight, Tensor? bias, int m, bool center, float divisor, "
+          "float eps, bool inside, float C, float k) -> (Tensor, Tensor)");
+  lib.def("backward(Tensor grad, Tensor saved, Tensor stats, Tensor? weight, bool saved_is_y, int m, "
+          "float divisor, bool mean_path, bool var_path, float C, float k, bool weight_grad, "
+          "bool bias_grad) -> (Tensor, Tensor, Tensor)");
+  lib.impl("forward", c10::DispatchKey::CPU, TORCH_FN(rownorm_forward));
+  lib.impl("backward", c10::DispatchKey::CPU, TORCH_FN(rownorm_backward));
+}

@@ -1,0 +1,102 @@
+"""The modules behind every variant name, and `build_norm`."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from . import fast, reference
+from .spec import NormSpec, resolve
+
+
+class NoNorm(nn.Module):
+    """`none`: the identity, the papers' "w/o Norm".  No parameters."""
+
+    eps = None  # torch's TransformerEncoderLayer compares norm1.eps with norm2.eps
+
+    def __init__(self, dim: int, spec: Optional[NormSpec] = None):
+        super().__init__()
+        self.spec = spec or NormSpec(name="none")
+        self.spec.check_dim(dim)
+        self.dim = dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+    def extra_repr(self) -> str:
+        return f"none, {self.dim}"
+
+
+class RowNorm(nn.Module):
+    """Every row-wise variant: normalizes the last dimension of any (..., dim) input.
+
+    The statistics and the gradient paths come from `spec` (see `spec.NormSpec`).  Gain is
+    initialised to ones and bias to zeros, as in all three papers.  CPU float32/float64 inputs use
+    the fused kernel (`fast`), everything else the torch-ops formula (`reference`); both compute
+    the same function and the same gradient.
+    """
+
+    def __init__(self, dim: int, spec: NormSpec):
+        super().__init__()
+        spec.check_dim(dim)
+        self.spec, self.dim, self.eps = spec, dim, spec.eps
+        self.weight = nn.Parameter(torch.empty(dim)) if spec.gain else None
+        self.bias = nn.Parameter(torch.empty(dim)) if spec.bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        if self.weight is not None:
+            nn.init.ones_(self.weight)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-1] != self.dim:
+            raise ValueError(f"{self.spec.name} expects a last dimension of {self.dim}, got shape {tuple(x.shape)}")
+        if fast.supports(x, self.weight, self.bias):
+            return fast.normalize(x, self.spec, self.weight, self.bias)
+        return reference.normalize(x, self.spec, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        s = self.spec
+        parts = [s.name, str(self.dim), f"eps={s.eps:g}", f"eps_mode={s.eps_mode}"]
+        if s.center:
+            parts.append(f"unbiased={s.unbiased}")
+        if s.k is not None:
+            parts += [f"C={s.C:g}", f"k={s.k:g}"]
+        if s.p is not None:
+            parts += [f"p={s.p:g}", f"m={s.stat_count(self.dim)}"]
+        parts.append(f"affine=({'gain' if s.gain else ''}{'+bias' if s.bias else ''})" if s.gain or s.bias else "affine=none")
+        return ", ".join(parts)
+
+
+class BatchNorm(nn.BatchNorm1d):
+    """`batchnorm` (the baseline of Ba et al.): each last-dim feature is normalized over all
+    leading dims; batch statistics (and running-average updates) in training, the running
+    statistics in eval.  Gain and bias, eps inside, torch's momentum 0.1.  In a sequence model the
+    leading dims include padding positions, which then enter the batch statistics."""
+
+    def __init__(self, dim: int, spec: Optional[NormSpec] = None):
+        spec = spec or NormSpec(name="batchnorm")
+        spec.check_dim(dim)
+        super().__init__(dim, eps=spec.eps)
+        self.spec, self.dim = spec, dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-1] != self.dim:
+            raise ValueError(f"batchnorm expects a last dimension of {self.dim}, got shape {tuple(x.shape)}")
+        return super().forward(x.reshape(-1, self.dim)).view(x.shape)
+
+
+NORM_TYPES = (NoNorm, RowNorm, BatchNorm)
+
+
+def build_norm(name: str, dim: int, **options) -> nn.Module:
+    """The variant `name` for width `dim`.  Unknown names or invalid options raise ValueError."""
+    spec = resolve(name, **options)
+    if name == "none":
+        return NoNorm(dim, spec)
+    if name == "batchnorm":
+        return BatchNorm(dim, spec)
+    return RowNorm(dim, spec)

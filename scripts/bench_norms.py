@@ -1,0 +1,202 @@
+"""Speed of every normexp.norms variant relative to torch's eager F.layer_norm (a benchmark, not a test).
+
+    python scripts/bench_norms.py [--rounds 7] [--cpu-time]
+
+For each shape: forward + backward time (input, gain and bias gradients, via autograd.grad so no
+gradient accumulation is timed) as a ratio to eager F.layer_norm with gain and bias on the same
+input, in the same process; fp32 on CPU, and on CUDA when a GPU is present.  Timings are taken in
+interleaved blocks (baseline, then each candidate, every round) and the ratio is the median over
+rounds of per-round ratios, so drift and other load on the machine cancel out as far as possible.
+
+Also printed:
+  floor     the memory-traffic floor of a fused norm: forward reads x and writes y, backward reads
+            the upstream gradient and x (or y) and writes dx: 5 tensors, against the bandwidth of
+            an elementwise add (3 tensors) measured in the same rounds: floor = 5/3 * t(add).
+  torch-ops the same variant through the pure-PyTorch path (reference.py): what CUDA and
+            machines without a compiler run.
+  err       max |ours - formula| / max |formula| over output and gradients, formula in float64.
+  saved MB  what the variant keeps for backward at that shape; "extra" leaves out tensors that
+            alias the input or the output (those exist anyway).
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import platform
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from normexp.norms import VARIANTS, build_norm, fast, reference
+
+SHAPES = [(8192, 512), (4096, 1024), (32768, 128)]
+TARGET, RMS_TARGET, ERR_TARGET = 0.65, 0.8, 1e-5
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+CLOCK = time.perf_counter
+
+
+def block_time(fn, device, reps=5):
+    """Fastest of `reps` timed calls after one untimed call (which settles the allocator); the
+    minimum is the least disturbed by other load on the machine."""
+    fn()
+    sync(device)
+    times = []
+    for _ in range(reps):
+        t = CLOCK()
+        fn()
+        sync(device)
+        times.append(CLOCK() - t)
+    return min(times)
+
+
+def fwd_bwd(module_or_fn, x, g, params):
+    def run():
+        y = module_or_fn(x)
+        torch.autograd.grad(y, [x, *params], g)
+    return run
+
+
+def saved_bytes(fn, x):
+    """(all, extra) bytes of the tensors autograd keeps for backward; extra excludes x and y."""
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        y = fn(x)
+    alias = {x.untyped_storage().data_ptr(), y.untyped_storage().data_ptr()}
+    seen, total, extra = set(), 0, 0
+    for t in saved:
+        st = t.untyped_storage()
+        if st.data_ptr() in seen:
+            continue
+        seen.add(st.data_ptr())
+        total += st.nbytes()
+        extra += 0 if st.data_ptr() in alias else st.nbytes()
+    return total / 2**20, extra / 2**20
+
+
+def max_rel_err(module, x, g):
+    """Output and gradients of `module` (float32) against its own formula in float64."""
+    params = [p for p in module.parameters()]
+    xa = x.detach().requires_grad_()
+    got = [module(xa)]
+    got += torch.autograd.grad(got[0], [xa, *params], g)
+    xd = x.detach().double().requires_grad_()
+    pd = [p.detach().double().requires_grad_() for p in params]
+    spec = module.spec
+    w = pd[0] if spec.gain else None
+    b = pd[-1] if spec.bias else None
+    want = [reference.normalize(xd, spec, w, b)]
+    want += torch.autograd.grad(want[0], [xd, *pd], g.double())
+    return max(float((a.detach().double() - e.detach()).abs().max() / e.detach().abs().max())
+               for a, e in zip(got, want))
+
+
+def bench_shape(shape, device, rounds, with_reference):
+    torch.manual_seed(0)
+    R, H = shape
+    x = torch.randn(R, H, device=device).requires_grad_()
+    g = torch.randn(R, H, device=device)
+    w = torch.ones(H, device=device, requires_grad=True)
+    b = torch.zeros(H, device=device, requires_grad=True)
+    cands = {"F.layer_norm": fwd_bwd(lambda t: F.layer_norm(t, (H,), w, b, 1e-5), x, g, [w, b]),
+             "F.rms_norm": fwd_bwd(lambda t: F.rms_norm(t, (H,), w, 1e-5), x, g, [w])}
+    modules = {name: build_norm(name, H).to(device) for name in VARIANTS}
+    for name, m in modules.items():
+        cands[name] = fwd_bwd(m, x, g, list(m.parameters()))
+        if with_reference and name not in ("none", "batchnorm"):
+            cands[f"{name}/torch-ops"] = fwd_bwd(
+                lambda t, m=m: reference.normalize(t, m.spec, m.weight, m.bias), x, g, list(m.parameters()))
+    xd = x.detach()
+    cands["add"] = lambda: xd + g
+    ratios = {n: [] for n in cands}
+    base_ms = []
+    for _ in range(rounds):
+        base = block_time(cands["F.layer_norm"], device)
+        base_ms.append(base * 1e3)
+        for n, fn in cands.items():
+            ratios[n].append(block_time(fn, device) / base if n != "F.layer_norm" else 1.0)
+    med = {n: statistics.median(v) for n, v in ratios.items()}
+    spread = {n: (min(v), max(v)) for n, v in ratios.items()}
+    floor = 5 / 3 * med["add"]
+
+    print(f"\n## {device.type} fp32 {R}x{H}: eager F.layer_norm fwd+bwd {statistics.median(base_ms):.2f} ms "
+          f"(median of {rounds} rounds); floor {floor:.2f}x")
+    print(f"{'variant':18s} {'ratio':>6s} {'min-max':>11s} {'vs our LN':>9s} {'torch-ops':>9s} "
+          f"{'err':>8s} {'saved MB':>8s} {'extra MB':>8s}")
+    fails = []
+    for n in ["F.layer_norm", "F.rms_norm", *VARIANTS]:
+        lo, hi = spread[n]
+        ref = med.get(f"{n}/torch-ops")
+        m = modules.get(n)
+        if m is not None:
+            fn = m
+        elif n == "F.layer_norm":
+            fn = lambda t: F.layer_norm(t, (H,), w, b, 1e-5)  # noqa: E731
+        else:
+            fn = lambda t: F.rms_norm(t, (H,), w, 1e-5)  # noqa: E731
+        total, extra = saved_bytes(fn, x)
+        err = max_rel_err(m, x, g) if m is not None and n not in ("none", "batchnorm") else None
+        print(f"{n:18s} {med[n]:6.2f} {lo:5.2f}-{hi:<5.2f} {med[n] / med['layernorm']:9.2f} "
+              f"{'' if ref is None else f'{ref:.2f}':>9s} {'' if err is None else f'{err:.1e}':>8s} "
+              f"{total:8.1f} {extra:8.1f}")
+        if m is not None and n not in ("none", "batchnorm"):
+            if device.type == "cpu" and med[n] > TARGET:
+                fails.append(f"{n} {med[n]:.2f}x > {TARGET}")
+            if err is not None and err > ERR_TARGET:
+                fails.append(f"{n} error {err:.1e} > {ERR_TARGET}")
+    if device.type == "cpu" and med["rmsnorm"] / med["layernorm"] > RMS_TARGET:
+        fails.append(f"rmsnorm {med['rmsnorm'] / med['layernorm']:.2f}x of our layernorm > {RMS_TARGET}")
+    print(f"add: {med['add']:.2f}x;  targets (CPU: each variant <= {TARGET}x, rmsnorm <= {RMS_TARGET}x of our "
+          f"layernorm, err <= {ERR_TARGET}): {'all met' if not fails else 'MISSED: ' + '; '.join(fails)}")
+
+
+def keep_freed_memory() -> str:
+    """Stop glibc from returning freed 16 MB buffers to the OS and mapping fresh ones, so that
+    repeated calls reuse warm pages (as torch's caching allocators do on GPU).  Otherwise every
+    call pays thousands of page faults, which on a VM cost more than the kernels and vary with the
+    exact order of allocations, i.e. differ between variants for reasons unrelated to them."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        ok = libc.mallopt(-1, 1 << 30) == 1 and libc.mallopt(-3, 1 << 30) == 1  # TRIM, MMAP threshold
+        return "glibc, trim/mmap thresholds raised" if ok else "glibc defaults (mallopt refused)"
+    except OSError:
+        return "system default"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds per shape")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="one thread, timed by its CPU time: stable ratios on a machine busy with other "
+                             "work (wall-clock ratios there mostly measure the scheduler); CPU only")
+    args = parser.parse_args()
+    if args.cpu_time:
+        global CLOCK
+        CLOCK = time.thread_time
+        torch.set_num_threads(1)
+    allocator = keep_freed_memory()
+    t = time.perf_counter()
+    kernel = fast.available()
+    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+          f"{torch.get_num_threads()} threads, CPU capability {torch.backends.cpu.get_cpu_capability()}; "
+          f"fused CPU kernel: {'yes' if kernel else 'NO (pure-PyTorch path)'} "
+          f"(load/build {time.perf_counter() - t:.1f} s)")
+    print(f"clock: {'CPU time of the one thread' if args.cpu_time else 'wall'}; allocator: {allocator}; load average "
+          f"{' '.join(f'{v:.1f}' for v in os.getloadavg())} on {os.cpu_count()} CPUs")
+    cuda = torch.cuda.is_available() and not args.cpu_time
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if cuda else [])
+    for device in devices:
+        for shape in SHAPES:
+            bench_shape(shape, device, args.rounds, with_reference=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""The fused CPU kernel against the torch-ops reference path, and the automatic fallback."""
+import shutil
+
+import pytest
+import torch
+
+from normexp.norms import VARIANTS, build_norm, fast, reference, resolve
+
+ROWWISE = [v for v in VARIANTS if v not in ("none", "batchnorm")]
+
+
+def test_kernel_builds_where_a_compiler_exists():
+    if not (shutil.which("c++") or shutil.which("g++")):
+        pytest.skip("no C++ compiler: the reference path is used (covered below)")
+    assert fast.available()
+
+
+def run(fn, x, spec, w, b, g):
+    xs = x.clone().requires_grad_()
+    ws = None if w is None else w.clone().requires_grad_()
+    bs = None if b is None else b.clone().requires_grad_()
+    y = fn(xs, spec, ws, bs)
+    y.backward(g)
+    return [t.detach() for t in [y, xs.grad] + [t.grad for t in (ws, bs) if t is not None]]
+
+
+@pytest.mark.parametrize("convention", ["paper", "official"])
+@pytest.mark.parametrize("name", ROWWISE)
+def test_fast_matches_reference(name, convention):
+    """float32 within 1e-5 relative of the float64 formula, for the outputs and every gradient;
+    shapes cover vector tails (H = 130), many rows (gain/bias sums over blocks and threads) and a
+    non-contiguous input."""
+    if not fast.available():
+        pytest.skip("kernel unavailable")
+    torch.manual_seed(6)
+    for shape, transpose in [((3, 7, 130), False), ((2000, 64), False), ((48, 96), True)]:
+        H = shape[0] if transpose else shape[-1]
+        spec = resolve(name, convention=convention)
+        x = torch.randn(*shape) * 2 + 0.5
+        x = x.t() if transpose else x
+        assert x.is_contiguous() != transpose
+        w = torch.rand(H) + 0.5 if spec.gain else None
+        b = torch.randn(H) if spec.bias else None
+        g = torch.randn(x.shape)
+        d = lambda t: None if t is None else t.double()  # noqa: E731
+        want = run(reference.normalize, d(x), spec, d(w), d(b), d(g))
+        got = run(fast.normalize, x, spec, w, b, g)
+        for a, e in zip(got, want):
+            assert a.dtype == torch.float32
+            scale = e.abs().max()
+            torch.testing.assert_close(a.double(), e, rtol=1e-5, atol=1e-5 * float(scale))
+
+
+def test_module_uses_the_fast_path_on_cpu_only_for_float(monkeypatch):
+    calls = []
+    monkeypatch.setattr(fast, "normalize", lambda *a: calls.append(a[0].dtype) or reference.normalize(*a))
+    m = build_norm("adanorm", 8)
+    m(torch.randn(2, 8))
+    m(torch.randn(2, 8, dtype=torch.bfloat16))
+    assert calls == ([torch.float32] if fast.available() else [])
+
+
+def test_fallback_when_kernel_unavailable(monkeypatch):
+    torch.manual_seed(7)
+    x = torch.randn(5, 24, dtype=torch.float64)
+    for name in ROWWISE:
+        m = build_norm(name, 24).double()
+        xa = x.clone().requires_grad_()
+        ya = m(xa)
+        ya.sum().backward()
+        with monkeypatch.context() as mp:
+            mp.setattr(fast, "available", lambda: False)
+            xb = x.clone().requires_grad_()
+            yb = m(xb)
+            assert yb.grad_fn.name() != "_RowNormBackward"
+            yb.sum().backward()
+        torch.testing.assert_close(ya, yb)
+        torch.testing.assert_close(xa.grad, xb.grad)
+
+
+def test_saved_memory():
+    """DetachNorm keeps only 1/s per row; LayerNorm-simple keeps its own output, not the input."""
+    if not fast.available():
+        pytest.skip("kernel unavailable")
+    x = torch.randn(64, 32, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        build_norm("detachnorm", 32)(x)
+        assert [tuple(t.shape) for t in saved] == [(64, 3)]
+        saved.clear()
+        y = build_norm("layernorm_simple", 32)(x)
+        assert any(t.data_ptr() == y.data_ptr() for t in saved)
+        assert not any(t.data_ptr() == x.data_ptr() for t in saved)
+
+
+def test_double_backward_needs_reference_path():
+    x = torch.randn(3, 8, dtype=torch.float64, requires_grad=True)
+    spec = resolve("adanorm")
+    (gx,) = torch.autograd.grad(reference.normalize(x, spec).pow(2).sum(), x, create_graph=True)
+    gx.sum().backward()
+    assert torch.isfinite(x.grad).all()
