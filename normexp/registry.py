@@ -11,22 +11,23 @@ from typing import Any
 # task name -> (config dataclass, Task class)
 TASKS: dict[str, tuple[str, str]] = {
     "mnist": ("normexp.tasks.mnist:MnistConfig", "normexp.tasks.mnist:MnistTask"),
-    # "rt": ("normexp.tasks.sentences:RtConfig", "normexp.tasks.sentences:SentenceTask"),
-    # "sst5": ("normexp.tasks.sentences:Sst5Config", "normexp.tasks.sentences:SentenceTask"),
-    # "ptb": ("normexp.tasks.parsing:ParsingConfig", "normexp.tasks.parsing:ParsingTask"),
-    # "enwik8": ("normexp.tasks.enwik8:Enwik8Config", "normexp.tasks.enwik8:Enwik8Task"),
-    # "iwslt14_deen": ("normexp.tasks.translation:TranslationConfig", "normexp.tasks.translation:TranslationTask"),
-    # "iwslt15_envi": ("normexp.tasks.translation:TranslationConfig", "normexp.tasks.translation:TranslationTask"),
-    # "wmt14_ende": ("normexp.tasks.translation:TranslationConfig", "normexp.tasks.translation:TranslationTask"),
+    "rt": ("normexp.tasks.sentences:RtConfig", "normexp.tasks.sentences:SentenceTask"),
+    "sst5": ("normexp.tasks.sentences:Sst5Config", "normexp.tasks.sentences:SentenceTask"),
+    "ptb": ("normexp.tasks.parsing:ParsingConfig", "normexp.tasks.parsing:ParsingTask"),
+    "enwik8": ("normexp.tasks.enwik8:Enwik8Config", "normexp.tasks.enwik8:Enwik8Task"),
+    "iwslt14_deen": ("normexp.tasks.translation:TranslationConfig", "normexp.tasks.translation:TranslationTask"),
+    "iwslt15_envi": ("normexp.tasks.translation:TranslationConfig", "normexp.tasks.translation:TranslationTask"),
+    "wmt14_ende": ("normexp.tasks.translation:TranslationConfig", "normexp.tasks.translation:TranslationTask"),
 }
 
 # model name -> config dataclass (the task builds the model from it)
 MODELS: dict[str, str] = {
     "cnn": "normexp.models.cnn:CNNConfig",
-    # "transformer_encoder": "normexp.models.transformer_encoder:TransformerEncoderConfig",
-    # "parser_mlp": "normexp.models.parser_mlp:ParserMLPConfig",
-    # "transformer_xl": "normexp.models.transformer_xl:TransformerXLConfig",
-    # "fairseq_transformer": "normexp.models.fairseq_transformer:FairseqTransformerConfig",
+    "mlp": "normexp.models.mlp:MLPConfig",
+    "transformer_encoder": "normexp.models.transformer_encoder:TransformerEncoderConfig",
+    "parser_mlp": "normexp.models.parser_mlp:ParserMLPConfig",
+    "transformer_xl": "normexp.models.transformer_xl:TransformerXLConfig",
+    "fairseq_transformer": "normexp.models.fairseq_transformer:FairseqTransformerConfig",
 }
 
 

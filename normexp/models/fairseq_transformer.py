@@ -1,0 +1,127 @@
+"""fairseq's Transformer (``TransformerModel``) from one of its registered architectures, with our norm at every site.
+
+``arch`` names a fairseq architecture (``transformer_iwslt_de_en``, ``transformer_wmt_en_de``,
+``transformer_wmt_en_de_big_t2t``, ...); each non-null field below overrides the architecture's default, exactly like
+the same ``--flag`` on ``fairseq-train`` (the architecture function only fills what is unset). fairseq builds its
+``LayerNorm`` modules inline, so after ``build_model`` every one of them is replaced (``replace_norms``) by a module
+from the run's norm factory, and the count is checked against the number of norm sites the configuration implies.
+
+``init``: ``fairseq`` keeps fairseq 0.12's own init (Xavier-uniform attention projections, PyTorch-default FFN);
+``km`` is the AdaNorm scripts' ``--init_method km`` (lancopku/AdaNorm ``transformer_layer.py``,
+``multihead_attention.py``):
+Kaiming-uniform with a=√5 (PyTorch's ``nn.Linear`` default) for the q/k/v/out projections and fc1/fc2, biases zero.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import types
+from dataclasses import dataclass, fields
+from typing import Optional
+
+from torch import nn
+
+from normexp.tasks.base import NormFactory
+
+INITS = ("fairseq", "km")
+
+
+@dataclass
+class FairseqTransformerConfig:
+    name: str = "fairseq_transformer"
+    arch: str = "transformer_iwslt_de_en"
+    init: str = "fairseq"  # fairseq | km
+    # overrides of the architecture's defaults (null: keep the architecture's value)
+    encoder_normalize_before: Optional[bool] = None
+    decoder_normalize_before: Optional[bool] = None
+    share_all_embeddings: Optional[bool] = None
+    share_decoder_input_output_embed: Optional[bool] = None
+    dropout: Optional[float] = None
+    attention_dropout: Optional[float] = None
+    activation_dropout: Optional[float] = None
+    encoder_embed_dim: Optional[int] = None
+    encoder_ffn_embed_dim: Optional[int] = None
+    encoder_layers: Optional[int] = None
+    encoder_attention_heads: Optional[int] = None
+    decoder_embed_dim: Optional[int] = None
+    decoder_ffn_embed_dim: Optional[int] = None
+    decoder_layers: Optional[int] = None
+    decoder_attention_heads: Optional[int] = None
+    max_source_positions: Optional[int] = None
+    max_target_positions: Optional[int] = None
+
+
+def fairseq_args(cfg: FairseqTransformerConfig) -> argparse.Namespace:
+    """The argparse namespace ``fairseq-train --arch <arch> --<overrides>`` would hand to ``build_model``."""
+    from fairseq.models import ARCH_CONFIG_REGISTRY, ARCH_MODEL_REGISTRY
+    from fairseq.models.transformer import TransformerModel
+
+    if ARCH_MODEL_REGISTRY.get(cfg.arch) is not TransformerModel:
+        known = sorted(a for a, m in ARCH_MODEL_REGISTRY.items() if m is TransformerModel)
+        raise ValueError(f"model.arch={cfg.arch!r} is not a fairseq TransformerModel architecture: "
+                         f"choose one of {known}")
+    if cfg.init not in INITS:
+        raise ValueError(f"model.init={cfg.init!r} is not valid: choose one of {INITS}")
+    skip = {"name", "arch", "init"}
+    args = argparse.Namespace(**{f.name: getattr(cfg, f.name) for f in fields(cfg)
+                                 if f.name not in skip and getattr(cfg, f.name) is not None})
+    ARCH_CONFIG_REGISTRY[cfg.arch](args)
+    args.arch = cfg.arch
+    args.max_source_positions = getattr(args, "max_source_positions", None) or 1024  # fairseq's defaults
+    args.max_target_positions = getattr(args, "max_target_positions", None) or 1024
+    return args
+
+
+def expected_norm_sites(args: argparse.Namespace) -> int:
+    """Norm modules fairseq builds for ``args``: 2 per encoder layer, 3 per decoder layer (2 without cross-attention),
+    a final norm per stack in pre-norm mode, and the optional embedding norms."""
+    decoder_per_layer = 2 if getattr(args, "no_cross_attention", False) else 3
+    n = 2 * args.encoder_layers + decoder_per_layer * args.decoder_layers
+    n += int(bool(args.encoder_normalize_before))
+    n += int(bool(args.decoder_normalize_before) and not getattr(args, "no_decoder_final_norm", False))
+    return n + 2 * int(bool(getattr(args, "layernorm_embedding", False)))
+
+
+def km_init(model: nn.Module) -> None:
+    """AdaNorm's ``--init_method km`` for every projection inside the encoder and decoder layers."""
+    for layer in list(model.encoder.layers) + list(model.decoder.layers):
+        for module in layer.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+
+def build_fairseq_transformer(cfg: FairseqTransformerConfig, src_dict, tgt_dict, norm: NormFactory) -> nn.Module:
+    """fairseq's TransformerModel for ``cfg`` over the two dictionaries, every norm site rebuilt by ``norm``."""
+    from fairseq.models.transformer import TransformerModel
+
+    args = fairseq_args(cfg)
+    model = TransformerModel.build_model(args, types.SimpleNamespace(source_dictionary=src_dict,
+                                                                     target_dictionary=tgt_dict))
+    if cfg.init == "km":
+        km_init(model)
+    replaced, expected = replace_norms(model, norm), expected_norm_sites(args)
+    if replaced != expected:
+        raise RuntimeError(f"replaced {replaced} norm modules in fairseq's {cfg.arch}, expected {expected}")
+    return model
+
+
+def _is_layer_norm(module: nn.Module) -> bool:
+    # fairseq.modules.LayerNorm returns torch's nn.LayerNorm, or apex's FusedLayerNorm on GPUs that have apex
+    return isinstance(module, nn.LayerNorm) or type(module).__name__.endswith("LayerNorm")
+
+
+def replace_norms(model: nn.Module, norm: NormFactory) -> int:
+    """Replaces, in place, each LayerNorm fairseq built inline with ``norm(width)``; returns how many.
+
+    This is ``normexp.norms.swap_norms``'s walk, done through the run's norm factory rather than a variant name, so that
+    the trainer sees every site the factory built (norm-site count, gradient statistics).
+    """
+    count = 0
+    for parent in list(model.modules()):
+        for attr, child in list(parent._modules.items()):
+            if child is not None and _is_layer_norm(child):
+                parent._modules[attr] = norm(int(child.normalized_shape[-1]))
+                count += 1
+    return count
