@@ -50,6 +50,7 @@ def ours_cmd(out: Path, a) -> list[str]:
             f"model.decoder_layers={a.layers}", f"model.encoder_embed_dim={a.dim}", f"model.decoder_embed_dim={a.dim}",
             f"model.encoder_ffn_embed_dim={a.ffn}", f"model.decoder_ffn_embed_dim={a.ffn}", "optim.lr=1e-3",
             f"trainer.max_steps={a.updates}", "trainer.max_epochs=1000", f"trainer.device={a.device}",
+            f"trainer.threads={a.threads}",
             "trainer.log_every_steps=0"]
 
 
@@ -88,6 +89,7 @@ def main() -> None:
     p.add_argument("--ffn", type=int, default=256)
     p.add_argument("--max-tokens", type=int, default=2048)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0, help="torch threads for both (0: torch's default)")
     a = p.parse_args()
     os.environ.setdefault("NORMEXP_DATA_ROOT", str(REPO.parent / "shared" / "data"))
     from normexp.models.fairseq_transformer import FairseqTransformerConfig
@@ -96,6 +98,8 @@ def main() -> None:
     task = TranslationTask(TranslationConfig(train=SPLITS[0], valid=SPLITS[1], test=SPLITS[2], max_tokens=a.max_tokens),
                            FairseqTransformerConfig(), seed=1)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if a.threads > 0:  # fairseq-train has no thread flag: torch reads OMP_NUM_THREADS at start-up
+        env["OMP_NUM_THREADS"] = str(a.threads)
     collate = collate_seconds(task, a.updates)
     results = {"fairseq": [], "ours": []}
     with tempfile.TemporaryDirectory(prefix="bench_mt.") as tmp:

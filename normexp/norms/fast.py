@@ -82,7 +82,8 @@ def available() -> bool:
     try:
         from torch.utils.cpp_extension import get_default_build_root
 
-        _compile(Path(get_default_build_root()) / "normexp_norms")
+        root = os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()  # as torch's own
+        _compile(Path(root) / "normexp_norms")
         return True
     except Exception as exc:  # any failure means "use the reference path", never a crash
         warnings.warn(f"normexp.norms: fused CPU kernel unavailable, using the pure-PyTorch path ({exc})")

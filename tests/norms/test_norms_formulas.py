@@ -139,7 +139,8 @@ def test_gradcheck(name, convention, impl):
 def test_gradcheck_module_variants(name):
     m = build_norm(name, 5).double()
     x = torch.randn(3, 2, 5, dtype=torch.float64, requires_grad=True)
-    assert gradcheck(m, (x,), eps=1e-6, atol=1e-7)
+    # fast_mode: torch's float64 CPU batch norm makes the full Jacobian take ~10 s
+    assert gradcheck(m, (x,), eps=1e-6, atol=1e-7, fast_mode=True)
 
 
 def row_moments(t):
