@@ -2,7 +2,8 @@
 //
 // One forward and one backward cover LayerNorm, LayerNorm-simple, the detach variants, AdaNorm,
 // RMSNorm and pRMSNorm: each row is read once from memory and then re-read from L1, which is
-// what makes every variant cost about as much as a single fused LayerNorm.
+// what makes every variant cost about as much as a single fused LayerNorm.  Large outputs bypass
+// the caches (streaming stores, see kStreamBytes).
 //
 // Row statistic (m = number of leading elements it uses, D = m - unbiased):
 //   mean = center ? sum(x[:m]) / m : 0,  v = sum((x[:m] - mean)^2) / D
@@ -20,6 +21,10 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdint>
+#ifdef __AVX__
+#include <immintrin.h>
+#endif
 #include <cmath>
 #include <utility>
 #include <tuple>
@@ -55,18 +60,31 @@ struct Vec {
   using M = typename VecOf<T>::mem;
   static V ld(const T* p) { return *reinterpret_cast<const M*>(p); }
   static void st(T* p, V v) { *reinterpret_cast<M*>(p) = v; }
+  bool nt = false;  // stream (non-temporal) stores for the output: p is 32-byte aligned then
+  void out(T* p, V v) const {
+#ifdef __AVX__
+    if (nt) {
+      if constexpr (sizeof(T) == 4) _mm256_stream_ps(reinterpret_cast<float*>(p), (__m256)v);
+      else _mm256_stream_pd(reinterpret_cast<double*>(p), (__m256d)v);
+      return;
+    }
+#endif
+    st(p, v);
+  }
 };
 template <typename T>
 struct Sca {
   static T ld(const T* p) { return *p; }
   static void st(T* p, T v) { *p = v; }
+  void out(T* p, T v) const { *p = v; }
 };
 
 template <typename T, typename F>
-inline void for_row(int64_t n, F f) {
+inline void for_row(int64_t n, F f, bool nt = false) {
   constexpr int64_t N = Vec<T>::n;
   int64_t j = 0;
-  for (; j + N <= n; j += N) f(Vec<T>{}, j);
+  const Vec<T> v{nt};
+  for (; j + N <= n; j += N) f(v, j);
   for (; j < n; ++j) f(Sca<T>{}, j);
 }
 
@@ -113,7 +131,7 @@ struct Stat {
 };
 
 template <typename T>
-void forward_row(const T* x, T* y, T* st, const T* w, const T* b, const Stat<T>& c) {
+void forward_row(const T* x, T* y, T* st, const T* w, const T* b, const Stat<T>& c, bool nt) {
   const int64_t H = c.H, m = c.m;
   T mean = 0;
   if (c.center)
@@ -143,14 +161,14 @@ void forward_row(const T* x, T* y, T* st, const T* w, const T* b, const Stat<T>&
   if (k != T(0))
     for_row<T>(H, [&](auto io, int64_t j) {
       auto t = (io.ld(x + j) - mean) * r;
-      io.st(y + j, C * (T(1) - k * t) * t);
-    });
+      io.out(y + j, C * (T(1) - k * t) * t);
+    }, nt);
   else if (w && b)
-    for_row<T>(H, [&](auto io, int64_t j) { io.st(y + j, (io.ld(x + j) - mean) * r * io.ld(w + j) + io.ld(b + j)); });
+    for_row<T>(H, [&](auto io, int64_t j) { io.out(y + j, (io.ld(x + j) - mean) * r * io.ld(w + j) + io.ld(b + j)); }, nt);
   else if (w)
-    for_row<T>(H, [&](auto io, int64_t j) { io.st(y + j, (io.ld(x + j) - mean) * r * io.ld(w + j)); });
+    for_row<T>(H, [&](auto io, int64_t j) { io.out(y + j, (io.ld(x + j) - mean) * r * io.ld(w + j)); }, nt);
   else
-    for_row<T>(H, [&](auto io, int64_t j) { io.st(y + j, (io.ld(x + j) - mean) * r); });
+    for_row<T>(H, [&](auto io, int64_t j) { io.out(y + j, (io.ld(x + j) - mean) * r); }, nt);
 }
 
 template <typename T>
@@ -164,7 +182,7 @@ struct Grad {
 // DW/DB: accumulate this row's gain/bias gradient into dw/db.
 template <typename T, bool W, bool ADA, bool SAVED_Y, bool DW, bool DB>
 void backward_row(const T* g, const T* s, const T* st, const T* w, T* dx, T* dw, T* db,
-                  const Grad<T>& c) {
+                  const Grad<T>& c, bool nt) {
   const int64_t H = c.H, m = c.m;
   const T mean = st[0], r = st[1], vc = st[2], C = c.C, k = c.k;
   auto y_at = [&](auto io, int64_t j) {
@@ -192,12 +210,33 @@ void backward_row(const T* g, const T* s, const T* st, const T* w, T* dx, T* dw,
   const T bc = c.var_path ? vc * sgy / c.divisor : T(0);
   for_row<T>(m, [&](auto io, int64_t j) {
     const auto y = y_at(io, j);
-    io.st(dx + j, r * gy_at(io, j, y) - a - bc * y);
-  });
+    io.out(dx + j, r * gy_at(io, j, y) - a - bc * y);
+  }, nt);
   for_row<T>(H - m, [&](auto io, int64_t j0) {  // pRMSNorm: elements outside the statistic
     const int64_t j = j0 + m;
-    io.st(dx + j, r * gy_at(io, j, y_at(io, j)) - a);
-  });
+    io.out(dx + j, r * gy_at(io, j, y_at(io, j)) - a);
+  }, nt && m % Vec<T>::n == 0);
+}
+
+// Outputs of at least this many bytes are written with streaming (non-temporal) stores, which skip
+// reading each output cache line from memory before overwriting it: a third of the traffic of a
+// forward (x in; y's lines read, then written) and a quarter of a backward.  Measured on a 32 MiB-L3 EPYC, one thread: the
+// forward+backward of LayerNorm 20-25% faster at 16 MiB, and a forward followed by a matmul that
+// reads y no slower from 4 MiB up (+3% at 2 MiB, where y would still be in cache: hence the bound).
+constexpr int64_t kStreamBytes = int64_t(4) << 20;
+
+bool stream_output(const void* p, int64_t R, int64_t H, int64_t elem) {
+#ifdef __AVX__  // when every row starts 32-byte aligned, as the vector stores must be
+  return reinterpret_cast<uintptr_t>(p) % 32 == 0 && (H * elem) % 32 == 0 && R * H * elem >= kStreamBytes;
+#else
+  return false;
+#endif
+}
+// Streaming stores are weakly ordered: each task fences them before the results are handed over.
+inline void fence(bool nt) {
+#ifdef __AVX__
+  if (nt) _mm_sfence();
+#endif
 }
 
 void check_rows(const Tensor& t, const Tensor& x, const char* what) {
@@ -228,8 +267,10 @@ std::tuple<Tensor, Tensor> rownorm_forward(const Tensor& x, const std::optional<
     const T* Bp = has_b ? bias->data_ptr<T>() : nullptr;
     T* Y = y.data_ptr<T>();
     T* S = st.data_ptr<T>();
+    const bool nt = stream_output(Y, R, H, sizeof(T));
     at::parallel_for(0, R, row_grain(H), [&](int64_t r0, int64_t r1) {
-      for (int64_t i = r0; i < r1; ++i) forward_row<T>(X + i * H, Y + i * H, S + 3 * i, Wp, Bp, c);
+      for (int64_t i = r0; i < r1; ++i) forward_row<T>(X + i * H, Y + i * H, S + 3 * i, Wp, Bp, c, nt);
+      fence(nt);
     });
   };
   if (x.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
@@ -240,11 +281,13 @@ template <typename T, bool W, bool ADA, bool SAVED_Y, bool DW = false, bool DB =
 void backward_rows(const T* G, const T* Sv, const T* St, const T* Wp, T* DX, double* dw_tot,
                    double* db_tot, int64_t R, const Grad<T>& c) {
   const int64_t H = c.H;
+  const bool nt = stream_output(DX, R, H, sizeof(T));
   if (!DW && !DB) {
     at::parallel_for(0, R, row_grain(H), [&](int64_t r0, int64_t r1) {
       for (int64_t i = r0; i < r1; ++i)
         backward_row<T, W, ADA, SAVED_Y, false, false>(G + i * H, Sv + i * H, St + 3 * i, Wp,
-                                                        DX + i * H, nullptr, nullptr, c);
+                                                        DX + i * H, nullptr, nullptr, c, nt);
+      fence(nt);
     });
     return;
   }
@@ -264,11 +307,12 @@ void backward_rows(const T* G, const T* Sv, const T* St, const T* Wp, T* DX, dou
         const int64_t i1 = std::min(hi, i0 + kBlock);
         for (int64_t i = i0; i < i1; ++i)
           backward_row<T, W, ADA, SAVED_Y, DW, DB>(G + i * H, Sv + i * H, St + 3 * i, Wp,
-                                                    DX + i * H, bw.data(), bb.data(), c);
+                                                    DX + i * H, bw.data(), bb.data(), c, nt);
         for (int64_t j = 0; j < (DW ? H : 0); ++j) part_w[ch * H + j] += bw[j];
         for (int64_t j = 0; j < (DB ? H : 0); ++j) part_b[ch * H + j] += bb[j];
       }
     }
+    fence(nt);
   });
   for (int64_t ch = 0; ch < chunks; ++ch)
     for (int64_t j = 0; j < H; ++j) {
