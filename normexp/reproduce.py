@@ -45,8 +45,7 @@ def load_table(name: str) -> TableSpec:
 
 
 def preset(column: ColumnSpec, profile: str) -> str:
-    own = getattr(column, "experiments", None) or {}
-    return own.get(profile) or f"{DEFAULT_PRESETS[profile]}/{column.task}"
+    return column.experiments.get(profile) or f"{DEFAULT_PRESETS[profile]}/{column.task}"
 
 
 def plan(spec: TableSpec, profile: str, seeds: list[int], tasks: list[str] | None, norms: list[str] | None) -> list[Job]:

@@ -37,9 +37,15 @@ class ColumnSpec:
     higher_is_better: bool = True
     digits: int = 2
     where: dict[str, Any] = field(default_factory=dict)  # config filters, e.g. {task.batch_size: 4}
+    # The experiment preset per profile that normexp-reproduce runs for this column (default: tiny/<task> and
+    # adanorm/<task>), and the experiment names (a record's ``name``) the column accepts (default: any). Names keep
+    # another experiment's runs that pass the same filters (e.g. the re-centring sweep's centre-0 runs) out of the cell.
+    experiments: dict[str, str] = field(default_factory=dict)
+    names: list[str] = field(default_factory=list)
 
     def matches(self, record: RunRecord) -> bool:
-        return record.task == self.task and all(_lookup(record.config, k) == v for k, v in self.where.items())
+        return (record.task == self.task and (not self.names or record.name in self.names)
+                and all(_lookup(record.config, k) == v for k, v in self.where.items()))
 
     @property
     def key(self) -> str:

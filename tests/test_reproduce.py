@@ -1,4 +1,6 @@
 """One command per table: a real tiny sweep through the script, resumed once; submitit's local executor."""
+from omegaconf import OmegaConf
+
 from tests.conftest import records_under, run_cli
 
 TINY = ("task.train_size=600", "task.valid_size=300", "task.test_size=300", "trainer.max_epochs=1",
@@ -31,3 +33,46 @@ def test_submitit_local_launcher_really_launches(tmp_path):
     [record] = records_under(tmp_path)
     assert record["status"] == "completed" and record["seed"] == 3
     assert list(tmp_path.rglob(".submitit")), "submitit's own job folder exists: the job ran through it"
+
+
+def test_every_tables_planned_runs_compose_in_both_profiles():
+    """Each job normexp-reproduce would launch, for every table and profile, composes (a column's own presets and
+    filters included) and lands in its column: a table whose runs cannot start is caught here, not on a cluster."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from normexp.config import register_configs
+    from normexp.reproduce import load_table, plan
+    from normexp.runs import RunRecord
+    from tests.conftest import REPO
+
+    register_configs()
+    tables = sorted(p.stem for p in (REPO / "conf/table").glob("*.yaml"))
+    assert "ln_paper_batch_size" in tables
+    for table in tables:
+        spec = load_table(table)
+        for profile in ("tiny", "full"):
+            jobs = plan(spec, profile, [1], None, None)
+            GlobalHydra.instance().clear()
+            with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+                for job in {(j.experiment, j.where): j for j in jobs}.values():
+                    overrides = [f"experiment={job.experiment}", f"norm={job.norm}", *[f"{k}={v}" for k, v in job.where]]
+                    cfg = compose("config", overrides=overrides)
+                    assert cfg.profile == profile, (table, overrides)
+                    record = RunRecord(task=cfg.task.name, model=cfg.model.name, norm=job.norm, seed=1, name=cfg.name,
+                                       profile=cfg.profile, config=OmegaConf.to_container(cfg, resolve=True))
+                    assert sum(c.matches(record) for c in spec.columns) == 1, (table, overrides)
+    GlobalHydra.instance().clear()
+
+
+def test_a_column_takes_only_its_own_experiments_records():
+    """The re-centring sweep's centre-0 runs pass every filter of the batch-size table's B=128 column; their
+    experiment name keeps them out of it, so the two sweeps can share one out_root."""
+    from normexp.reproduce import load_table
+    from normexp.runs import RunRecord
+
+    column = load_table("ln_paper_batch_size").columns[0]
+    config = {"task": {"batch_size": 128, "permute_pixels": True}, "model": {"name": "mlp", "weight_init_mean": 0.0}}
+    record = lambda name: RunRecord(task="mnist", model="mlp", norm="layernorm", seed=1, name=name,  # noqa: E731
+                                    profile="tiny", config=config)
+    assert column.matches(record("tiny")) and not column.matches(record("tiny_recentre"))
