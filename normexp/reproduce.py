@@ -17,15 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from normexp.runs import find_records
+from normexp.runs import RunRecord, find_records
 from normexp.tables import ColumnSpec, TableSpec, write_table
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 LAUNCHERS = {"basic": None, "joblib": "joblib", "submitit_local": "submitit_local", "slurm": "slurm"}
 DEFAULT_PRESETS = {"full": "adanorm", "tiny": "tiny"}
 FINISHED = ("completed", "diverged")
+_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -55,11 +57,30 @@ def plan(spec: TableSpec, profile: str, seeds: list[int], tasks: list[str] | Non
             for c in columns for norm in rows for seed in seeds]
 
 
-def finished_jobs(out_root: Path, profile: str, jobs: list[Job], spec: TableSpec) -> set[Job]:
-    """Jobs with a completed or diverged record under ``out_root`` (same profile, norm, seed and column)."""
+def set_by(overrides: list[str], record: RunRecord) -> bool:
+    """Whether the record's config holds every value these command-line overrides set. An override this cannot check
+    (a group choice, a deletion, hydra.*) counts as not held: the job is launched, and the trainer itself returns at
+    once if its run folder already holds the finished run."""
+    parser = OverridesParser.create()
+    for text in overrides:
+        override = parser.parse_override(text)
+        key = override.key_or_group
+        if key.startswith("hydra") or override.is_delete() or override.package is not None:
+            return False
+        value = record.config
+        for part in key.split("."):
+            value = value.get(part, _MISSING) if isinstance(value, dict) else _MISSING
+        if isinstance(value, dict) or value != override.value():
+            return False
+    return True
+
+
+def finished_jobs(out_root: Path, profile: str, jobs: list[Job], spec: TableSpec, extra: list[str]) -> set[Job]:
+    """Jobs with a completed or diverged record under ``out_root``: same profile, norm, seed and column, and the values
+    of the extra overrides (a sweep rerun with ``trainer.grad_stats=true`` is another sweep)."""
     columns = {(preset(c, profile), tuple((k, str(v)) for k, v in c.where.items())): c for c in spec.columns}
-    records = [rec for _, rec in find_records(out_root) if rec.status in FINISHED and rec.profile == profile] \
-        if out_root.is_dir() else []
+    records = [rec for _, rec in find_records(out_root)
+               if rec.status in FINISHED and rec.profile == profile and set_by(extra, rec)] if out_root.is_dir() else []
     return {job for job in jobs for rec in records
             if rec.norm == job.norm and rec.seed == job.seed and columns[job.experiment, job.where].matches(rec)}
 
@@ -110,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     split = lambda key: [x for x in options.get(key, "").split(",") if x]  # noqa: E731
     seeds = [int(s) for s in split("seeds")] or [1, 2, 3]
     jobs = plan(spec, profile, seeds, split("tasks"), split("norms"))
-    todo = [j for j in jobs if j not in finished_jobs(out_root, profile, jobs, spec)]
+    todo = [j for j in jobs if j not in finished_jobs(out_root, profile, jobs, spec, extra)]
     print(f"{spec.name} ({profile}): {len(jobs)} runs, {len(jobs) - len(todo)} already finished, {len(todo)} to launch")
     for cmd in multirun_commands(todo, options["launcher"], spec.name, out_root, extra):
         print("$ " + " ".join(cmd[1:]), flush=True)

@@ -76,3 +76,16 @@ def test_a_column_takes_only_its_own_experiments_records():
     record = lambda name: RunRecord(task="mnist", model="mlp", norm="layernorm", seed=1, name=name,  # noqa: E731
                                     profile="tiny", config=config)
     assert column.matches(record("tiny")) and not column.matches(record("tiny_recentre"))
+
+
+def test_a_finished_run_counts_only_for_the_overrides_it_ran_with():
+    from normexp.reproduce import set_by
+    from normexp.runs import RunRecord
+
+    record = RunRecord(task="mnist", model="cnn", norm="layernorm", seed=1, name="tiny", profile="tiny",
+                       config={"trainer": {"grad_stats": False, "max_epochs": 2}, "optim": {"lr": 0.001}})
+    assert set_by([], record)
+    assert set_by(["trainer.max_epochs=2", "optim.lr=1e-3", "trainer.grad_stats=false"], record)
+    assert not set_by(["trainer.grad_stats=true"], record), "another value: another sweep"
+    assert not set_by(["trainer.no_such_key=1"], record)
+    assert not set_by(["optim=sgd"], record), "a group choice cannot be checked: launch, the trainer skips it if done"
