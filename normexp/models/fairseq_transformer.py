@@ -3,8 +3,9 @@
 ``arch`` names a fairseq architecture (``transformer_iwslt_de_en``, ``transformer_wmt_en_de``,
 ``transformer_wmt_en_de_big_t2t``, ...); each non-null field below overrides the architecture's default, exactly like
 the same ``--flag`` on ``fairseq-train`` (the architecture function only fills what is unset). fairseq builds its
-``LayerNorm`` modules inline, so after ``build_model`` every one of them is replaced (``replace_norms``) by a module
-from the run's norm factory, and the count is checked against the number of norm sites the configuration implies.
+``LayerNorm`` modules inline, so after ``build_model`` every one of them is replaced (``swap_fairseq_norms``, through
+``normexp.norms.swap_norms_with``) by a module from the run's norm factory, and the count is checked against the
+number of norm sites the configuration implies.
 
 ``init``: ``fairseq`` keeps fairseq 0.12's own init (Xavier-uniform attention projections, PyTorch-default FFN);
 ``km`` is the AdaNorm scripts' ``--init_method km`` (lancopku/AdaNorm ``transformer_layer.py``,
@@ -21,6 +22,7 @@ from typing import Optional
 
 from torch import nn
 
+from normexp.norms import swap_norms_with
 from normexp.tasks.base import NormFactory
 
 INITS = ("fairseq", "km")
@@ -101,27 +103,19 @@ def build_fairseq_transformer(cfg: FairseqTransformerConfig, src_dict, tgt_dict,
                                                                      target_dictionary=tgt_dict))
     if cfg.init == "km":
         km_init(model)
-    replaced, expected = replace_norms(model, norm), expected_norm_sites(args)
-    if replaced != expected:
-        raise RuntimeError(f"replaced {replaced} norm modules in fairseq's {cfg.arch}, expected {expected}")
+    swap_fairseq_norms(model, args, norm)
     return model
 
 
-def _is_layer_norm(module: nn.Module) -> bool:
-    # fairseq.modules.LayerNorm returns torch's nn.LayerNorm, or apex's FusedLayerNorm on GPUs that have apex
-    return isinstance(module, nn.LayerNorm) or type(module).__name__.endswith("LayerNorm")
+def swap_fairseq_norms(model: nn.Module, args: argparse.Namespace, norm: NormFactory) -> int:
+    """Replaces every norm module of a fairseq model built for ``args`` with ``norm(width)``; returns how many.
 
-
-def replace_norms(model: nn.Module, norm: NormFactory) -> int:
-    """Replaces, in place, each LayerNorm fairseq built inline with ``norm(width)``; returns how many.
-
-    This is ``normexp.norms.swap_norms``'s walk, done through the run's norm factory rather than a variant name, so that
-    the trainer sees every site the factory built (norm-site count, gradient statistics).
+    The swap goes through the run's norm factory, so that the trainer sees every site it built (norm-site count,
+    gradient statistics). The count must be the one ``args`` implies: a fairseq version that builds its norms
+    differently (another class, an extra site) would otherwise train part of the model with the wrong norm.
     """
-    count = 0
-    for parent in list(model.modules()):
-        for attr, child in list(parent._modules.items()):
-            if child is not None and _is_layer_norm(child):
-                parent._modules[attr] = norm(int(child.normalized_shape[-1]))
-                count += 1
-    return count
+    replaced, expected = swap_norms_with(model, norm), expected_norm_sites(args)
+    if replaced != expected:
+        raise RuntimeError(f"replaced {replaced} norm modules in fairseq's {args.arch}, but its configuration implies "
+                           f"{expected} (expected_norm_sites): fairseq builds its norms differently than assumed")
+    return replaced

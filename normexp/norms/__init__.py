@@ -48,6 +48,7 @@ follows the LayerNorm definition the paper builds on.
 API
   build_norm(name, dim, **options) -> nn.Module
   swap_norms(model, name, **options) -> int      replaces every norm module in place (see swap.py)
+  swap_norms_with(model, make) -> int            the same, each new module built by make(width), e.g. a factory
   norm_factory(NormConfig(...)) -> dim -> nn.Module   what models receive; validates eagerly
   VARIANTS: the names above.  Invalid names or options raise ValueError listing what is valid.
 
@@ -59,8 +60,8 @@ path (the fused backward is once-differentiable).
 """
 from .config import NormConfig, norm_factory
 from .spec import VARIANTS, NormSpec, resolve
-from .swap import swap_norms
+from .swap import swap_norms, swap_norms_with
 from .variants import BatchNorm, NoNorm, RowNorm, build_norm
 
 __all__ = ["VARIANTS", "NormConfig", "NormSpec", "build_norm", "norm_factory", "resolve", "swap_norms",
-           "BatchNorm", "NoNorm", "RowNorm"]
+           "swap_norms_with", "BatchNorm", "NoNorm", "RowNorm"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Callable
 
 from torch import Tensor, nn
 
@@ -80,6 +81,17 @@ def swap_norms(model: nn.Module, name: str, **options) -> int:
     shared new module.  Returns the number of sites (parent attributes) replaced.
     """
     resolve(name, **options)  # fail on bad options before touching the model
+    return swap_norms_with(model, lambda width: build_norm(name, width, **options))
+
+
+def swap_norms_with(model: nn.Module, make: Callable[[int], nn.Module]) -> int:
+    """`swap_norms` with the new modules built by `make(width)`, e.g. a run's norm factory (which counts and keeps
+    the modules it builds, so a model that builds its norms inline, like fairseq's, still reports every site).
+
+    `make` is called once per distinct old module with its normalized width (a multi-dimensional shape is flattened
+    into one row and the result wrapped in `FlattenLast`); the returned module is then moved to the old one's device
+    and floating dtype and put in its train/eval mode.  Returns the number of sites (parent attributes) replaced.
+    """
     if _is_norm(model):
         raise ValueError("swap_norms: the model itself is a normalization module; use build_norm")
     new_for: dict[int, nn.Module] = {}
@@ -89,18 +101,21 @@ def swap_norms(model: nn.Module, name: str, **options) -> int:
             if child is None or not _is_norm(child):
                 continue
             if id(child) not in new_for:
-                shape = _shape(child)
-                new = build_norm(name, math.prod(shape), **options)
-                if len(shape) > 1:
-                    new = FlattenLast(shape, new)
-                # Device and dtype from the old module, or, if it holds no tensors (no affine),
-                # from its parent, else the model.
-                ref = next((t for mod in (child, parent, model)
-                            for t in (*mod.parameters(), *mod.buffers())), None)
-                if ref is not None:
-                    new = new.to(device=ref.device, dtype=ref.dtype if ref.is_floating_point() else None)
-                new_for[id(child)] = new.train(child.training)
+                new_for[id(child)] = _replacement(child, make, parent, model)
             parent._modules[attr] = new_for[id(child)]
             sites += 1
     _keep_python_path(model)
     return sites
+
+
+def _replacement(old: nn.Module, make: Callable[[int], nn.Module], parent: nn.Module, model: nn.Module) -> nn.Module:
+    shape = _shape(old)
+    new = make(math.prod(shape))
+    if len(shape) > 1:
+        new = FlattenLast(shape, new)
+    # Device and dtype from the old module, or, if it holds no tensors (no affine), from its parent, else the model.
+    # Module.to works in place, so a factory that keeps the module it built still holds the one the model uses.
+    ref = next((t for mod in (old, parent, model) for t in (*mod.parameters(), *mod.buffers())), None)
+    if ref is not None:
+        new = new.to(device=ref.device, dtype=ref.dtype if ref.is_floating_point() else None)
+    return new.train(old.training)

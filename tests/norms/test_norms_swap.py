@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from normexp.norms import VARIANTS, RowNorm, build_norm, swap_norms
+from normexp.norms import VARIANTS, RowNorm, build_norm, swap_norms, swap_norms_with
+from normexp.norms.swap import FlattenLast
 from normexp.norms.variants import NORM_TYPES
 
 
@@ -89,6 +90,36 @@ def test_recognised_modules_device_dtype_and_sharing():
     # Swapping again replaces our own modules.
     assert swap_norms(model, "adanorm", k=0.2) == 6
     assert model[3].spec.k == 0.2
+
+
+def test_swap_with_a_factory_builds_each_module_once_and_keeps_what_it_built():
+    """A run's norm factory counts and keeps the modules it builds; they must be the very modules in the model."""
+    built = []
+
+    def factory(width):
+        built.append((width, build_norm("rmsnorm", width)))
+        return built[-1][1]
+
+    shared = nn.LayerNorm(8)
+    model = nn.Sequential(nn.Linear(8, 8), shared, shared, nn.LayerNorm([2, 4]), encoder(layers=2, d=8)).double()
+    model.eval()
+    assert swap_norms_with(model, factory) == 2 + 1 + 2 * 2 + 1
+    assert [w for w, _ in built] == [8, 8, 8, 8, 8, 8, 8]  # the shared one once; (2, 4) flattened to 8
+    assert model[1] is model[2] is built[0][1] and isinstance(model[3], FlattenLast) and model[3].norm is built[1][1]
+    in_model = {id(m) for m in model.modules()}
+    assert all(id(m) in in_model and m.weight.dtype == torch.float64 and not m.training for _, m in built)
+    # torch's fused encoder inference path is kept off for factory-built norms too
+    x = torch.randn(2, 5, 8, dtype=torch.float64)
+    with torch.no_grad():
+        got = model[4](x)
+        torch.backends.mha.set_fastpath_enabled(False)
+        try:
+            want = model[4](x)
+        finally:
+            torch.backends.mha.set_fastpath_enabled(True)
+    torch.testing.assert_close(got, want)
+    with pytest.raises(ValueError, match="use build_norm"):
+        swap_norms_with(nn.RMSNorm(4), factory)
 
 
 def test_swap_validates_before_touching_the_model():

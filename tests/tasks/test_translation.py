@@ -7,7 +7,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from torch import nn
 
-from normexp.models.fairseq_transformer import FairseqTransformerConfig, expected_norm_sites, fairseq_args
+from normexp.models.fairseq_transformer import (FairseqTransformerConfig, expected_norm_sites, fairseq_args,
+                                                swap_fairseq_norms)
 from normexp.norms import NormConfig, build_norm, norm_factory
 from normexp.norms.variants import RowNorm
 from normexp.tasks.translation import TranslationConfig, TranslationTask
@@ -86,6 +87,15 @@ def test_batches_are_fairseq_trains_and_fixed_by_seed_and_epoch(task):
         assert units2 == sum(b["ntokens"] for b in groups[0]) and torch.isfinite(loss2)
     finally:
         task.cfg.update_freq = 1
+
+
+def test_fairseq_norm_sites_are_counted_against_the_configuration(task):
+    task.model_cfg = FairseqTransformerConfig(share_all_embeddings=True, **SMALL)
+    model = task.build_model(norm_factory(NormConfig(name="layernorm")))  # our norms: swapped again, 10 of them
+    pre_norm = fairseq_args(FairseqTransformerConfig(share_all_embeddings=True, encoder_normalize_before=True,
+                                                     decoder_normalize_before=True, **SMALL))
+    with pytest.raises(RuntimeError, match="replaced 10 norm modules .* implies 12"):
+        swap_fairseq_norms(model, pre_norm, lambda width: build_norm("rmsnorm", width))
 
 
 def test_evaluate_reports_both_bleus(task):
