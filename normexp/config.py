@@ -34,6 +34,7 @@ class OptimConfig:
 class TrainerConfig:
     max_epochs: int = 10
     max_steps: int = 0  # 0: no limit; else stop after this many updates
+    update_freq: int = 1  # one update from this many consecutive batches: summed loss / summed units (--update-freq)
     eval_every_steps: int = 0  # 0: evaluate on valid at the end of each epoch
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch intra-op threads; 0: torch's default

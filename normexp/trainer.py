@@ -1,18 +1,20 @@
 """The one training loop. It knows a task only through the ``Task`` protocol and writes everything to a ``RunRecord``.
 
-Per update: loss → divergence check → backward → clip → step → schedule. Valid is evaluated each epoch (or every
+Per update: loss and backward for each of ``update_freq`` consecutive batches (gradients accumulated, fairseq's
+``--update-freq``) → divergence check → clip → step → schedule. Valid is evaluated each epoch (or every
 ``eval_every_steps``), the best weights are kept, and test is run once at the end on the best weights. Checkpoints
 (``checkpoints.py``) make a killed run resumable; SIGTERM checkpoints before exiting.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -39,7 +41,7 @@ class Progress:
     """Where the loop stands, saved in every checkpoint."""
 
     epoch: int = 0  # current epoch, 0-based
-    batch: int = 0  # batches already trained in the current epoch
+    batch: int = 0  # batches already trained in the current epoch (this rank's; update_freq per update)
     step: int = 0  # updates done
     epoch_loss_sum: float = 0.0  # sum of batch losses x units in the current epoch
     epoch_units: int = 0
@@ -55,6 +57,8 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.device = next(model.parameters()).device
         self.is_main, self.world = distributed.is_main(), distributed.world_size()
+        if cfg.update_freq < 1:
+            raise ValueError(f"trainer.update_freq={cfg.update_freq} must be >= 1")
         # the model the loss runs through: DDP-wrapped under torchrun (gradients averaged), the plain one otherwise
         self.train_model = nn.parallel.DistributedDataParallel(model) if self.world > 1 else model
         self.grad_stats = GradStats(model, norm_sites or []) if cfg.grad_stats else None
@@ -70,7 +74,8 @@ class Trainer:
         if self.cfg.max_steps > 0:
             return self.cfg.max_steps
         per_epoch = self.task.batches_per_epoch(0)
-        return self.cfg.max_epochs * (per_epoch // self.world) if per_epoch else 0
+        # an epoch's trailing partial group of batches is an update too
+        return self.cfg.max_epochs * -(-(per_epoch // self.world) // self.cfg.update_freq) if per_epoch else 0
 
     # ---- checkpoint state -------------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -139,24 +144,43 @@ class Trainer:
         self.record.save(self.run_dir)
 
     # ---- the loop ---------------------------------------------------------------------------------------------------
-    def train_step(self, batch: Any) -> float:
-        p = self.progress
+    def train_step(self, group: list[Any]) -> float:
+        """One update from ``group`` (``update_freq`` batches, fewer at an epoch's end), as fairseq's --update-freq:
+        the gradient of the group's summed loss over its summed units. Returns the group's mean loss."""
+        p, stats = self.progress, None
         if self.grad_stats:
             self.grad_stats.start_step(record=p.step % max(self.cfg.log_every_steps, 1) == 0)
-        loss, units = self.task.loss(self.train_model, move_to(batch, self.device))
-        value = distributed.mean_across_ranks(loss.item(), self.device)
-        if not math.isfinite(value) or value > self.cfg.loss_ceiling:
-            raise Diverged(f"training loss {value} at step {self.progress.step + 1} (ceiling {self.cfg.loss_ceiling})")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.grad_stats and (stats := self.grad_stats.collect(p.step + 1)):
+        value, units = 0.0, 0
+        for i, batch in enumerate(group):
+            # under DDP only the group's last backward all-reduces (the accumulated gradients)
+            last = i == len(group) - 1
+            with contextlib.nullcontext() if last or self.world == 1 else self.train_model.no_sync():
+                loss, n = self.task.loss(self.train_model, move_to(batch, self.device))
+                # A running mean: the gradient so far is that of the mean loss over `units` units; reweighting it and
+                # this batch's loss keeps it the mean over all `units + n`. The first batch's weight is exactly 1, so
+                # update_freq=1 runs the very operations it ran before accumulation existed.
+                weight = n / (units + n) if units else 1.0
+                if units:
+                    for param in self.model.parameters():
+                        if param.grad is not None:
+                            param.grad.mul_(units / (units + n))
+                (loss if weight == 1.0 else loss * weight).backward()
+            value, units = value + (loss.item() - value) * weight, units + n
+            if self.grad_stats and i == 0:  # ∂ℓ/∂x of the first batch, whose gradient is not reweighted
+                stats = self.grad_stats.collect(p.step + 1)
+                self.grad_stats.start_step(record=False)
+        value = distributed.mean_across_ranks(value, self.device)
+        if not math.isfinite(value) or value > self.cfg.loss_ceiling:
+            raise Diverged(f"training loss {value} at step {p.step + 1} (ceiling {self.cfg.loss_ceiling})")
+        if stats:
             self.record.extra.setdefault("grad_stats", []).append(stats)
         if self.clip_norm > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
         self.optimizer.step()
         self.scheduler.step()
         p.step += 1
-        p.batch += 1
+        p.batch += len(group)
         p.units += units
         p.epoch_units += units
         p.epoch_loss_sum += value * units
@@ -207,13 +231,15 @@ class Trainer:
         batches = task.train_batches(p.epoch)
         total = len(batches) // self.world if hasattr(batches, "__len__") else None
         batches = distributed.shard(batches, total * self.world if total is not None else None)
-        bar = tqdm(itertools.islice(batches, p.batch, None), total=total, initial=p.batch,
-                   disable=not cfg.progress or not self.is_main,
+        # a resumed epoch skips the batches already trained on: a whole number of groups, checkpoints follow updates
+        groups = _groups(itertools.islice(batches, p.batch, None), cfg.update_freq)
+        bar = tqdm(groups, total=-(-total // cfg.update_freq) if total is not None else None,
+                   initial=p.batch // cfg.update_freq, disable=not cfg.progress or not self.is_main,
                    desc=f"epoch {p.epoch + 1}/{cfg.max_epochs}", leave=False, dynamic_ncols=True)
         running = None
-        for batch in bar:
+        for group in bar:
             start = time.perf_counter()
-            value = self.train_step(batch)
+            value = self.train_step(group)
             p.train_time_s += time.perf_counter() - start
             running = value if running is None else 0.98 * running + 0.02 * value
             bar.set_postfix(loss=f"{running:.4f}", refresh=False)
@@ -253,6 +279,12 @@ class Trainer:
 
     def _on_sigterm(self, signum, frame) -> None:  # noqa: ARG002
         self._sigterm = True
+
+
+def _groups(batches: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive groups of ``size`` batches, the last one possibly shorter."""
+    while group := list(itertools.islice(batches, size)):
+        yield group
 
 
 def _main_thread() -> bool:

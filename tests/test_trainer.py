@@ -1,4 +1,5 @@
-"""The one loop on a small synthetic regression task: divergence, grad statistics, checkpoint averaging."""
+"""The one loop on a small synthetic regression task: divergence, grad statistics, checkpoint averaging, gradient
+accumulation (update_freq)."""
 import math
 
 import pytest
@@ -14,25 +15,31 @@ from normexp.tasks.batching import ShuffledBatches
 from normexp.trainer import Trainer
 
 
+class Killed(Exception):
+    """Stands for a process killed mid-run (the loop does not catch it)."""
+
+
 class Regression(Task):
     """y = w·x + noise; a two-layer net with one norm site."""
 
     primary_metric, higher_is_better = "loss", False
 
-    def __init__(self, nan_at_step: int | None = None):
+    def __init__(self, nan_at_step: int | None = None, batch_size: int = 32, crash_at_call: int | None = None):
         g = torch.Generator().manual_seed(0)
         self.x = torch.randn(512, 16, generator=g)
         self.y = self.x @ torch.randn(16, 1, generator=g) + 0.1 * torch.randn(512, 1, generator=g)
-        self.nan_at_step, self.calls = nan_at_step, 0
+        self.nan_at_step, self.crash_at_call, self.calls, self.batch_size = nan_at_step, crash_at_call, 0, batch_size
 
     def build_model(self, norm):
         return nn.Sequential(nn.Linear(16, 32), norm(32), nn.ReLU(), nn.Linear(32, 1))
 
     def train_batches(self, epoch):
-        return ShuffledBatches((self.x[:384], self.y[:384]), 32, seed=1, epoch=epoch)
+        return ShuffledBatches((self.x[:384], self.y[:384]), self.batch_size, seed=1, epoch=epoch)
 
     def loss(self, model, batch):
         self.calls += 1
+        if self.calls == self.crash_at_call:
+            raise Killed(f"killed at loss call {self.calls}")
         loss = nn.functional.mse_loss(model(batch[0]), batch[1])
         return (loss * math.nan if self.calls == self.nan_at_step else loss), len(batch[0])
 
@@ -93,3 +100,41 @@ def test_invalid_optimizer_settings_are_refused_before_training(tmp_path):
     record = RunRecord(task="r", model="m", norm="layernorm", seed=1, name="t", profile="tiny", config={})
     with pytest.raises(ValueError, match=r"optim.lr=-0.1 must be > 0"):
         Trainer(task, model, OptimConfig(lr=-0.1), TrainerConfig(), tmp_path, record, ConsoleLogger())
+
+
+def test_update_freq_2_at_batch_b_is_update_freq_1_at_batch_2b(tmp_path):
+    """fairseq's --update-freq: one update from the summed loss of consecutive batches over their summed units."""
+    single = make(tmp_path / "2b", task=Regression(batch_size=64))
+    accumulated = make(tmp_path / "b", task=Regression(batch_size=32), update_freq=2)
+    assert single.total_steps == accumulated.total_steps == 18
+    a, b = single.fit(), accumulated.fit()
+    assert a.steps == b.steps == 18 and a.status == b.status == "completed"
+    for p, q in zip(single.model.parameters(), accumulated.model.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-5)
+    for x, y in zip(a.curves["train_loss"], b.curves["train_loss"]):
+        assert x["step"] == y["step"] and math.isclose(x["loss"], y["loss"], rel_tol=1e-5)
+
+
+def test_a_trailing_partial_group_is_an_update(tmp_path):
+    trainer = make(tmp_path, update_freq=5)  # 12 batches an epoch: groups of 5, 5 and 2
+    assert trainer.total_steps == 9
+    record = trainer.fit()
+    assert record.steps == 9 and trainer.progress.units == 3 * 384
+    assert [c["step"] for c in record.curves["train_loss"]] == [3, 6, 9]
+
+
+def test_resume_mid_epoch_with_update_freq(tmp_path):
+    straight = make(tmp_path / "straight", update_freq=2, checkpoint_every_steps=2).fit()
+    crashing = make(tmp_path / "killed", task=Regression(crash_at_call=17), update_freq=2, checkpoint_every_steps=2)
+    with pytest.raises(Killed):  # the first batch of step 9: mid epoch 2, one update after the step-8 checkpoint
+        crashing.fit()
+    resumed = make(tmp_path / "killed", update_freq=2, checkpoint_every_steps=2)
+    assert resumed.resume() and (resumed.progress.step, resumed.progress.epoch, resumed.progress.batch) == (8, 1, 4)
+    record = resumed.fit()
+    assert record.status == "completed" and record.steps == 18
+    assert record.curves == straight.curves and record.test == straight.test  # bitwise
+
+
+def test_update_freq_below_1_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"trainer.update_freq=0 must be >= 1"):
+        make(tmp_path, update_freq=0)

@@ -3,7 +3,7 @@
 One task class serves ``iwslt14_deen``, ``iwslt15_envi`` and ``wmt14_ende``; the data catalog (``mt_corpora``) and the
 split specs choose the files. fairseq supplies the pieces, used as a library: ``Dictionary`` and mmap indexed datasets
 (``mt_data``), ``LanguagePairDataset`` batched by token count exactly as ``fairseq-train`` does (sampler frozen from
-``numpy_seed(seed + 1)``, batches shuffled with ``seed + epoch`` each epoch, ``--update-freq`` as groups of batches),
+``numpy_seed(seed + 1)``, batches shuffled with ``seed + epoch`` each epoch; ``--update-freq`` is the trainer's),
 the label-smoothed cross-entropy criterion, the Transformer (``normexp.models.fairseq_transformer``) and
 ``SequenceGenerator`` beam search. Units are target tokens. ``evaluate("test")`` reports both BLEUs (``bleu.py``).
 """
@@ -36,7 +36,6 @@ class TranslationConfig:
     joined_dictionary: bool = True  # fairseq-preprocess --joined-dictionary
     dict_threshold: int = 0  # --thresholdsrc/--thresholdtgt
     max_tokens: int = 4096  # --max-tokens (per batch; source or target side, whichever is longer, padded)
-    update_freq: int = 1  # --update-freq: one update from this many batches (their summed loss / tokens)
     label_smoothing: float = 0.1
     beam: int = 5  # generate.py --beam
     lenpen: float = 1.0
@@ -56,7 +55,7 @@ class TranslationTask(Task):
 
         if cfg.name not in TASK_NAMES:
             raise ValueError(f"task.name={cfg.name!r} is not a translation task: choose one of {TASK_NAMES}")
-        for key in ("max_tokens", "update_freq", "beam", "gen_batch_size"):
+        for key in ("max_tokens", "beam", "gen_batch_size"):
             if getattr(cfg, key) < 1:
                 raise ValueError(f"task.{key}={getattr(cfg, key)} must be >= 1")
         self.cfg, self.model_cfg, self.seed = cfg, model_cfg, seed
@@ -91,13 +90,10 @@ class TranslationTask(Task):
         return self._criterion
 
     def loss(self, model: nn.Module, batch) -> tuple[torch.Tensor, int]:
-        """Label-smoothed loss per target token of one update (a batch, or ``update_freq`` batches)."""
-        total, tokens = 0.0, 0
+        """Label-smoothed loss per target token of one batch (``--update-freq`` is the trainer's ``update_freq``)."""
         model = _Model(model) if isinstance(model, nn.parallel.DistributedDataParallel) else model
-        for sample in batch if isinstance(batch, list) else [batch]:
-            loss, sample_size, _ = self.criterion(model, sample)
-            total, tokens = total + loss, tokens + sample_size
-        return total / tokens, tokens
+        loss, tokens, _ = self.criterion(model, batch)
+        return loss / tokens, tokens
 
     # ---- batches ----------------------------------------------------------------------------------------------------
     def _train_sampler(self):
@@ -117,9 +113,8 @@ class TranslationTask(Task):
         from fairseq.data import iterators
 
         data = self.data["train"]
-        itr = iterators.EpochBatchIterator(data, data.collater, self._train_sampler(), seed=self.seed,
-                                           epoch=epoch + 1).next_epoch_itr(shuffle=True)  # fairseq epochs count from 1
-        return iterators.GroupedIterator(itr, self.cfg.update_freq) if self.cfg.update_freq > 1 else itr
+        return iterators.EpochBatchIterator(data, data.collater, self._train_sampler(), seed=self.seed,
+                                            epoch=epoch + 1).next_epoch_itr(shuffle=True)  # fairseq epochs count from 1
 
     def _eval_batches(self, split: str, max_tokens: int | None, max_sentences: int | None):
         data = self.data[split]

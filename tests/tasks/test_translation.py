@@ -1,5 +1,11 @@
-"""The MT task on fairseq: norm sites, init, fairseq-train's batching, the presets, and a real run through the CLI."""
+"""The MT task on fairseq: norm sites, init, fairseq-train's batching, --update-freq, the presets, and a real run through
+the CLI."""
+import copy
+import itertools
 import math
+import os
+import socket
+from pathlib import Path
 
 import pytest
 import torch
@@ -7,24 +13,29 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from torch import nn
 
+from normexp import distributed
+from normexp.config import OptimConfig, TrainerConfig
+from normexp.loggers import ConsoleLogger
 from normexp.models.fairseq_transformer import (FairseqTransformerConfig, expected_norm_sites, fairseq_args,
                                                 swap_fairseq_norms)
 from normexp.norms import NormConfig, build_norm, norm_factory
 from normexp.norms.variants import RowNorm
+from normexp.runs import RunRecord
 from normexp.tasks.translation import TranslationConfig, TranslationTask
+from normexp.trainer import Trainer
 from tests.conftest import only_record, run_cli
 
 SMALL = dict(encoder_layers=2, decoder_layers=2, encoder_embed_dim=32, decoder_embed_dim=32,
              encoder_ffn_embed_dim=64, decoder_ffn_embed_dim=64, encoder_attention_heads=2, decoder_attention_heads=2)
+NO_DROPOUT = dict(dropout=0.0, attention_dropout=0.0, activation_dropout=0.0)
+DATA = dict(train="valid[:400]", valid="valid[400:450]", test="test[:30]", max_tokens=512)
 
 
 @pytest.fixture(scope="module")
 def task(tmp_path_factory):
-    import os
-
-    os.environ["NORMEXP_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
-    cfg = TranslationConfig(train="valid[:400]", valid="valid[400:450]", test="test[:30]", max_tokens=512)
-    return TranslationTask(cfg, FairseqTransformerConfig(share_all_embeddings=True, **SMALL), seed=3)
+    os.environ["NORMEXP_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))  # also the DDP ranks' (spawned) cache
+    model = FairseqTransformerConfig(share_all_embeddings=True, **SMALL)
+    return TranslationTask(TranslationConfig(**DATA), model, seed=3)
 
 
 def _model(task, norm="adanorm", **model):
@@ -78,15 +89,74 @@ def test_batches_are_fairseq_trains_and_fixed_by_seed_and_epoch(task):
     assert max(sample["net_input"]["src_tokens"].numel(), sample["target"].numel()) <= 512
     model = _model(task)
     loss, units = task.loss(model, sample)
-    assert units == sample["ntokens"] == int(sample["target"].ne(1).sum())
-    task.cfg.update_freq = 2
+    assert units == sample["ntokens"] == int(sample["target"].ne(1).sum()) and torch.isfinite(loss)
+
+
+def _sgd_trainer(task, model, run_dir, update_freq: int) -> Trainer:
+    """A trainer whose update is minus the gradient (SGD, lr 1): its step shows the gradient it took."""
+    record = RunRecord(task=task.cfg.name, model="fairseq_transformer", norm="layernorm", seed=3, name="t",
+                       profile="tiny", config={})
+    return Trainer(task, model, OptimConfig(name="sgd", lr=1.0, momentum=0.0),
+                   TrainerConfig(update_freq=update_freq, max_epochs=1, progress=False), run_dir, record,
+                   ConsoleLogger())
+
+
+def _fairseq_update(task, model, groups) -> dict[str, torch.Tensor]:
+    """The parameters after one SGD (lr 1) update as fairseq-train --update-freq takes it: per group (one per rank) the
+    batches' summed criterion losses over their summed target tokens (sample_size). Several groups are averaged, as DDP
+    averages the ranks' gradients (fairseq itself divides the ranks' summed gradients by their summed tokens)."""
+    reference = copy.deepcopy(model)
+    losses = [sum(task.criterion(reference, s)[0] for s in group) / sum(s["ntokens"] for s in group)
+              for group in groups]
+    (sum(losses) / len(groups)).backward()
+    return {name: (p - p.grad).detach() for name, p in reference.named_parameters()}
+
+
+def test_update_freq_is_one_update_from_the_summed_loss_of_consecutive_batches(task, tmp_path):
+    torch.manual_seed(0)
+    model = _model(task, norm="layernorm", **NO_DROPOUT)
+    trainer = _sgd_trainer(task, model, tmp_path, update_freq=2)
+    assert trainer.total_steps == math.ceil(len(list(task.train_batches(0))) / 2)
+    group = list(itertools.islice(task.train_batches(0), 2))
+    expected = _fairseq_update(task, model, [group])
+    trainer.train_step(group)
+    assert trainer.progress.units == sum(sample["ntokens"] for sample in group) and trainer.progress.batch == 2
+    for name, after in model.named_parameters():
+        torch.testing.assert_close(after.detach(), expected[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def _ddp_rank(rank: int, port: int, out: str) -> None:
+    """One of two gloo ranks: one update_freq=2 update on its share (batches rank, rank + 2) of the first four."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    distributed.setup("cpu")
     try:
-        groups = list(task.train_batches(0))
-        assert [[b["id"].tolist() for b in g] for g in groups][0] == first[:2]
-        loss2, units2 = task.loss(model, groups[0])
-        assert units2 == sum(b["ntokens"] for b in groups[0]) and torch.isfinite(loss2)
+        task = TranslationTask(TranslationConfig(**DATA), FairseqTransformerConfig(), seed=3)
+        torch.manual_seed(0)
+        model = _model(task, norm="layernorm", **NO_DROPOUT)
+        trainer = _sgd_trainer(task, model, Path(out) / f"rank{rank}", update_freq=2)
+        trainer.train_step(list(distributed.shard(itertools.islice(task.train_batches(0), 4), 4)))
+        torch.save(model.state_dict(), Path(out) / f"rank{rank}.pt")
     finally:
-        task.cfg.update_freq = 1
+        torch.distributed.destroy_process_group()
+
+
+def test_two_ddp_ranks_accumulate_then_average(task, tmp_path):
+    """Under DDP the criterion reaches the model's methods through the wrapper, the first batch's backward skips the
+    all-reduce (no_sync) and the second's averages the accumulated gradients: both ranks take the same update."""
+    torch.manual_seed(0)
+    model = _model(task, norm="layernorm", **NO_DROPOUT)
+    batches = list(itertools.islice(task.train_batches(0), 4))
+    expected = _fairseq_update(task, model, [batches[0::2], batches[1::2]])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(_ddp_rank, args=(port, str(tmp_path)), nprocs=2)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    for name, want in expected.items():
+        assert torch.equal(ranks[0][name], ranks[1][name]), name
+        torch.testing.assert_close(ranks[0][name], want, rtol=1e-5, atol=1e-6, msg=name)
 
 
 def test_fairseq_norm_sites_are_counted_against_the_configuration(task):
@@ -126,7 +196,7 @@ def test_presets_compose_and_the_de_en_one_is_the_verified_script(task):  # afte
         assert cfg.task.name == name.split("/")[1] and cfg.model.name == "fairseq_transformer"
         assert cfg.profile == ("tiny" if name.startswith("tiny") else "full")
     cfg = cfgs["adanorm/iwslt14_deen"]
-    assert (cfg.task.max_tokens, cfg.task.update_freq, cfg.trainer.max_steps) == (4096, 2, 90000)
+    assert (cfg.task.max_tokens, cfg.trainer.update_freq, cfg.trainer.max_steps) == (4096, 2, 90000)
     assert cfg.optim.name == "adamw"
     assert (cfg.optim.lr, cfg.optim.warmup_steps, cfg.optim.warmup_init_lr, cfg.optim.weight_decay) == \
            (1.5e-3, 8000, 1e-7, 1e-4)
