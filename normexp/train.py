@@ -17,6 +17,7 @@ from typing import Any
 import hydra
 import numpy as np
 import torch
+from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
@@ -52,6 +53,37 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
+
+
+def forget_fairseq_configs() -> None:
+    """Removes what ``import fairseq`` puts into Hydra's global ConfigStore.
+
+    fairseq registers its dataclasses there at import time, among them a primary ``config`` (FairseqConfig) and
+    options in groups named ``model`` and ``task``. In a Hydra multirun the next job's config would then be composed
+    with fairseq's ``config`` as its schema and fail. Entries are recognised by their dataclass's module, so this works
+    whenever fairseq was imported; it is idempotent and cheap.
+
+    It lives here, with Hydra, so that tasks need not know Hydra exists: ``run`` calls it after every job (whatever
+    the job imported of fairseq, model building and beam search included), before the next job is composed.
+    """
+
+    def prune(group: dict) -> None:
+        for key in list(group):
+            entry = group[key]
+            if isinstance(entry, dict):
+                had = bool(entry)
+                prune(entry)
+                if had and not entry:
+                    del group[key]
+                continue
+            try:
+                kind = OmegaConf.get_type(entry.node)
+            except Exception:  # noqa: BLE001 - not a structured config: not fairseq's dataclass
+                continue
+            if getattr(kind, "__module__", "").startswith("fairseq"):
+                del group[key]
+
+    prune(ConfigStore.instance().repo)
 
 
 def make_logger(cfg: DictConfig, run_dir: Path, resumed_state: dict | None):
@@ -123,6 +155,7 @@ def run(cfg: DictConfig, run_dir: Path) -> RunRecord:
         record.status, record.error = "failed", traceback.format_exc()
         raise
     finally:
+        forget_fairseq_configs()  # a machine-translation job imported fairseq: keep it out of the next job's config
         record.wall_time_s = round(record.wall_time_s + time.perf_counter() - started, 3)
         if distributed.is_main():
             record.save(run_dir)

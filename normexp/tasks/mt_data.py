@@ -160,36 +160,6 @@ def _build(task: str, opts: DataOptions, parts: dict, codes_path: Path | None, o
                            for s in SPLITS if s != "train"}}
 
 
-def forget_fairseq_configs() -> None:
-    """Removes what ``import fairseq`` puts into Hydra's global ConfigStore.
-
-    fairseq registers its dataclasses there at import time, among them a primary ``config`` (FairseqConfig) and
-    options in groups named ``model`` and ``task``. In a Hydra multirun the next job's config would then be composed
-    with fairseq's ``config`` as its schema and fail. Entries are recognised by their dataclass's module, so this works
-    whenever fairseq was imported; it is idempotent and cheap.
-    """
-    from hydra.core.config_store import ConfigStore
-    from omegaconf import OmegaConf
-
-    def prune(group: dict) -> None:
-        for key in list(group):
-            entry = group[key]
-            if isinstance(entry, dict):
-                had = bool(entry)
-                prune(entry)
-                if had and not entry:
-                    del group[key]
-                continue
-            try:
-                kind = OmegaConf.get_type(entry.node)
-            except Exception:  # noqa: BLE001 - not a structured config: not fairseq's dataclass
-                continue
-            if getattr(kind, "__module__", "").startswith("fairseq"):
-                del group[key]
-
-    prune(ConfigStore.instance().repo)
-
-
 def _tokenize_line(line: str) -> list[str]:
     from fairseq.tokenizer import tokenize_line
 

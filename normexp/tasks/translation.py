@@ -19,7 +19,6 @@ from torch import nn
 
 from normexp.tasks.base import NormFactory, Task, model_device, move_to
 from normexp.tasks.mt_corpora import LANGS
-from normexp.tasks.mt_data import forget_fairseq_configs
 
 TASK_NAMES = tuple(LANGS)
 
@@ -69,7 +68,6 @@ class TranslationTask(Task):
                      for split in ("train", "valid", "test")}
         self._frozen = None
         self._criterion = None
-        forget_fairseq_configs()  # fairseq is imported by now: keep its Hydra configs out of the next multirun job
 
     # ---- model and loss ---------------------------------------------------------------------------------------------
     def build_model(self, norm: NormFactory) -> nn.Module:
@@ -132,7 +130,6 @@ class TranslationTask(Task):
         metrics = {"loss": loss / tokens, "nll_loss": nll / tokens, "ppl": math.exp(min(nll / tokens, 50.0))}
         if split == "test" or self.cfg.valid_bleu:
             metrics.update(self.bleu(model, split))
-            forget_fairseq_configs()
         return metrics
 
     def translate(self, model: nn.Module, split: str) -> tuple[list[str], list[str]]:

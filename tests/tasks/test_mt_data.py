@@ -10,8 +10,9 @@ import pytest
 
 from normexp.tasks.files import DataError
 from normexp.tasks.mt_corpora import read_bitext
-from normexp.tasks.mt_data import DataOptions, binarize, forget_fairseq_configs, parse_split, prepare
+from normexp.tasks.mt_data import DataOptions, binarize, parse_split, prepare
 from normexp.tasks.mt_text import (Bpe, Moses, clean_corpus, detokenize, read_lines, read_sgm, remove_bpe)
+from normexp.train import forget_fairseq_configs
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("NORMEXP_DATA_ROOT", REPO.parent / "shared" / "data"))

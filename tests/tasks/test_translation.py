@@ -1,5 +1,5 @@
-"""The MT task on fairseq: norm sites, init, fairseq-train's batching, --update-freq, the presets, and a real run through
-the CLI."""
+"""The MT task on fairseq: norm sites, init, fairseq-train's batching, --update-freq, the presets, and a real multirun
+through the CLI."""
 import copy
 import itertools
 import math
@@ -22,8 +22,9 @@ from normexp.norms import NormConfig, build_norm, norm_factory
 from normexp.norms.variants import RowNorm
 from normexp.runs import RunRecord
 from normexp.tasks.translation import TranslationConfig, TranslationTask
+from normexp.train import forget_fairseq_configs
 from normexp.trainer import Trainer
-from tests.conftest import only_record, run_cli
+from tests.conftest import records_under, run_cli
 
 SMALL = dict(encoder_layers=2, decoder_layers=2, encoder_embed_dim=32, decoder_embed_dim=32,
              encoder_ffn_embed_dim=64, decoder_ffn_embed_dim=64, encoder_attention_heads=2, decoder_attention_heads=2)
@@ -35,7 +36,8 @@ DATA = dict(train="valid[:400]", valid="valid[400:450]", test="test[:30]", max_t
 def task(tmp_path_factory):
     os.environ["NORMEXP_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))  # also the DDP ranks' (spawned) cache
     model = FairseqTransformerConfig(share_all_embeddings=True, **SMALL)
-    return TranslationTask(TranslationConfig(**DATA), model, seed=3)
+    yield TranslationTask(TranslationConfig(**DATA), model, seed=3)
+    forget_fairseq_configs()  # as train.py does after each job: later tests compose our configs in this process
 
 
 def _model(task, norm="adanorm", **model):
@@ -182,10 +184,15 @@ def test_evaluate_reports_both_bleus(task):
     assert task.describe()["sacrebleu"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
 
 
-def test_presets_compose_and_the_de_en_one_is_the_verified_script(task):  # after fairseq's import (multirun)
+def test_presets_compose_and_the_de_en_one_is_the_verified_script(task):  # after fairseq's import, as in a multirun
+    from hydra.core.config_store import ConfigStore
+
     from normexp.config import register_configs
     from tests.conftest import REPO
 
+    assert "config.yaml" in ConfigStore.instance().repo  # fairseq's primary config, from its import by the task
+    forget_fairseq_configs()  # what train.py does after every job
+    assert "config.yaml" not in ConfigStore.instance().repo
     register_configs()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
@@ -204,20 +211,26 @@ def test_presets_compose_and_the_de_en_one_is_the_verified_script(task):  # afte
     assert cfgs["adanorm/wmt14_ende"].task.split_compounds and cfgs["adanorm/wmt14_ende"].trainer.average_last == 5
 
 
-def test_tiny_run_through_the_cli(tmp_path):
-    run_cli("experiment=tiny/iwslt14_deen", f"out_root={tmp_path}", f"hydra.run.dir={tmp_path}/tiny/run",
-            "trainer.progress=false",
+def test_tiny_multirun_through_the_cli(tmp_path):
+    """Two jobs in one process: the second composes cleanly although the first imported fairseq; update_freq 1 and 2."""
+    run_cli("-m", "experiment=tiny/iwslt14_deen", f"out_root={tmp_path}", f"hydra.sweep.dir={tmp_path}/tiny",
+            "hydra.sweep.subdir=job${hydra:job.num}",  # the default names the folder after every override: too long
+            "trainer.progress=false", "trainer.update_freq=1,2",
             "task.train='valid[:300]'", "task.valid='valid[300:340]'", "task.test='test[:12]'", "task.max_tokens=512",
             "task.max_len_b=4", "model.encoder_layers=1", "model.decoder_layers=1", "model.encoder_embed_dim=32",
             "model.decoder_embed_dim=32", "model.encoder_ffn_embed_dim=64", "model.decoder_ffn_embed_dim=64",
             "trainer.max_steps=6", "trainer.eval_every_steps=3", "trainer.average_last=2", "norm=adanorm",
             env={"NORMEXP_CACHE_DIR": str(tmp_path / "cache")}, timeout=600)
-    record = only_record(tmp_path)
-    assert record["status"] == "completed" and record["steps"] == 6 and record["profile"] == "tiny"
-    assert {"bleu", "sacrebleu", "loss"} <= set(record["test"]) and 0 <= record["test"]["bleu"] <= 100
-    assert record["data"]["sacrebleu"].startswith("nrefs:1") and record["data"]["sizes"]["test"] == 12
-    assert record["extra"]["norm_sites"] == 2 + 3 + 2 and "average of the last 2" in record["extra"]["tested"]
-    assert record["units_per_s"] > 0
+    records = records_under(tmp_path / "tiny")
+    assert sorted(r["config"]["trainer"]["update_freq"] for r in records) == [1, 2]
+    for record in records:
+        assert record["status"] == "completed" and record["steps"] == 6 and record["profile"] == "tiny"
+        assert {"bleu", "sacrebleu", "loss"} <= set(record["test"]) and 0 <= record["test"]["bleu"] <= 100
+        assert record["data"]["sacrebleu"].startswith("nrefs:1") and record["data"]["sizes"]["test"] == 12
+        assert record["extra"]["norm_sites"] == 2 + 3 + 2 and "average of the last 2" in record["extra"]["tested"]
+        assert record["units_per_s"] > 0
+    units = {r["config"]["trainer"]["update_freq"]: r["units_per_s"] * r["train_time_s"] for r in records}
+    assert units[2] > 1.5 * units[1]  # six updates of two batches each saw about twice the target tokens
     checkpoints = sorted((tmp_path / "tiny").rglob("*.pt"))
     assert checkpoints
     for path in checkpoints:  # torch's default weights_only=True loads every checkpoint we write
