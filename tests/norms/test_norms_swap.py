@@ -8,6 +8,7 @@ from torch import nn
 from normexp.norms import VARIANTS, RowNorm, build_norm, swap_norms, swap_norms_with
 from normexp.norms.swap import FlattenLast
 from normexp.norms.variants import NORM_TYPES
+from normexp.train import forget_fairseq_configs
 
 
 def norm_sites(model):
@@ -147,7 +148,9 @@ def fairseq_iwslt_de_en():
     args = argparse.Namespace(share_all_embeddings=True, encoder_normalize_before=True,
                               decoder_normalize_before=True, dropout=0.3)
     transformer_iwslt_de_en(args)
-    return TransformerModel.build_model(args, task), vocab
+    model = TransformerModel.build_model(args, task)
+    forget_fairseq_configs()  # importing fairseq fills Hydra's ConfigStore; later tests compose configs in this process
+    return model, vocab
 
 
 def test_fairseq_transformer_iwslt_de_en():
