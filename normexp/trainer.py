@@ -86,6 +86,7 @@ class Trainer:
             "rng": rng_state(),
             "progress": asdict(self.progress),
             "record": {k: getattr(self.record, k) for k in ("curves", "best_valid", "best_epoch", "best_step")},
+            "grad_stats": self.record.extra.get("grad_stats"),  # trainer.grad_stats: the entries so far
             "logger": self.logger.resume_state(),
         }
 
@@ -100,6 +101,8 @@ class Trainer:
         self.progress = Progress(**state["progress"])
         for key, value in state["record"].items():
             setattr(self.record, key, value)
+        if state.get("grad_stats") is not None:
+            self.record.extra["grad_stats"] = state["grad_stats"]
         return True
 
     def save_checkpoint(self) -> None:

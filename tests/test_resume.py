@@ -9,7 +9,8 @@ import time
 from tests.conftest import REPO, only_record, run_cli
 
 RUN = ("task.train_size=3000", "task.valid_size=500", "task.test_size=500", "trainer.max_epochs=2",
-       "trainer.checkpoint_every_steps=4", "trainer.deterministic=true", "trainer.progress=false")
+       "trainer.checkpoint_every_steps=4", "trainer.deterministic=true", "trainer.progress=false",
+       "trainer.grad_stats=true", "trainer.log_every_steps=5")
 
 
 def start(out_root):
@@ -48,6 +49,8 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
     assert resumed["status"] == "completed"
     assert resumed["test"] == straight["test"] and resumed["best_valid"] == straight["best_valid"]
     assert resumed["curves"] == straight["curves"]  # bitwise: every loss of every epoch
+    # the gradient statistics of the steps before the kill come back from the checkpoint
+    assert len(straight["extra"]["grad_stats"]) == 10 and resumed["extra"]["grad_stats"] == straight["extra"]["grad_stats"]
 
 
 def test_sigterm_checkpoints_first_then_resumes(tmp_path):
