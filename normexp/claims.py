@@ -170,4 +170,5 @@ def claim_lines(spec: Any, cells: dict) -> list[str]:
 
 def claims_heading(alpha: float) -> str:
     return (f"Claims, ours per column [the paper's verdict from its own numbers]. Welch's t-test at α = {alpha:g}: "
-            "\">\" holds only on a significant difference, \"≥\" fails only on one:")
+            "\">\" holds only on a significant difference, \"≥\" fails only on one; where no test is possible (n < 2 or no "
+            "spread) the means decide (\"untested\"):")
