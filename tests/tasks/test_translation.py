@@ -185,12 +185,15 @@ def test_evaluate_reports_both_bleus(task):
 
 
 def test_presets_compose_and_the_de_en_one_is_the_verified_script(task):  # after fairseq's import, as in a multirun
+    from fairseq.dataclass.initialize import hydra_init
     from hydra.core.config_store import ConfigStore
 
     from normexp.config import register_configs
     from tests.conftest import REPO
 
-    assert "config.yaml" in ConfigStore.instance().repo  # fairseq's primary config, from its import by the task
+    # What `import fairseq` does the first time (an earlier test may have imported and forgotten it already).
+    hydra_init()
+    assert "config.yaml" in ConfigStore.instance().repo  # fairseq's primary config
     forget_fairseq_configs()  # what train.py does after every job
     assert "config.yaml" not in ConfigStore.instance().repo
     register_configs()
