@@ -69,3 +69,17 @@ def move_to(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, (list, tuple)):
         return type(batch)(move_to(v, device) for v in batch)
     return batch
+
+
+@torch.no_grad()
+def classification_metrics(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+    """Mean cross-entropy, accuracy and error (%) of ``model`` over (inputs, labels) batches: the classifiers' metrics."""
+    device = model_device(model)
+    total_loss, correct, count = 0.0, 0, 0
+    for inputs, labels in batches:
+        inputs, labels = inputs.to(device), labels.to(device)
+        logits = model(inputs)
+        total_loss += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
+        correct += (logits.argmax(-1) == labels).sum().item()
+        count += len(labels)
+    return {"loss": total_loss / count, "accuracy": 100.0 * correct / count, "error": 100.0 * (count - correct) / count}

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from normexp.tasks.base import NormFactory, Task, model_device
+from normexp.tasks.base import NormFactory, Task, classification_metrics
 from normexp.tasks.batching import ShuffledBatches, sequential_batches
 from normexp.tasks.files import DataError, FileSpec, fetch
 
@@ -122,17 +122,8 @@ class MnistTask(Task):
         images, labels = batch
         return F.cross_entropy(model(images), labels), len(labels)
 
-    @torch.no_grad()
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
-        device = model_device(model)
-        total_loss, correct, count = 0.0, 0, 0
-        for images, labels in sequential_batches(self.splits[split], self.cfg.eval_batch_size):
-            images, labels = images.to(device), labels.to(device)
-            logits = model(images)
-            total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
-            correct += (logits.argmax(-1) == labels).sum().item()
-            count += len(labels)
-        return {"loss": total_loss / count, "accuracy": 100.0 * correct / count, "error": 100.0 * (count - correct) / count}
+        return classification_metrics(model, sequential_batches(self.splits[split], self.cfg.eval_batch_size))
 
     def describe(self) -> dict:
         return {

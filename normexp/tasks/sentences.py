@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from normexp.tasks import sentence_data as sd
-from normexp.tasks.base import NormFactory, Task, model_device
+from normexp.tasks.base import NormFactory, Task, classification_metrics
 from normexp.tasks.batching import epoch_permutation, sequential_batches
 from normexp.tasks.files import cached
 
@@ -167,17 +167,9 @@ class SentenceTask(Task):
         tokens, labels = batch
         return F.cross_entropy(model(tokens), labels), len(labels)
 
-    @torch.no_grad()
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
-        device = model_device(model)
-        total_loss, correct, count = 0.0, 0, 0
-        for tokens, labels in sequential_batches(self.splits[split], self.cfg.eval_batch_size):
-            tokens, labels = trim(tokens).to(device), labels.to(device)
-            logits = model(tokens)
-            total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
-            correct += (logits.argmax(-1) == labels).sum().item()
-            count += len(labels)
-        return {"loss": total_loss / count, "accuracy": 100.0 * correct / count}
+        batches = sequential_batches(self.splits[split], self.cfg.eval_batch_size)
+        return classification_metrics(model, ((trim(tokens), labels) for tokens, labels in batches))
 
     def describe(self) -> dict:
         cfg = self.cfg
