@@ -1,4 +1,5 @@
-"""Fused CPU path: a small C++ kernel (csrc/rownorm.cpp) with a hand-derived backward.
+"""Fused CPU path: a small C++ kernel (csrc/rownorm.cpp) with a hand-derived backward, both in one
+C++ autograd op (`torch.ops.normexp_norms.rownorm`).
 
 Why: on CPU every variant written in torch ops costs 2.5-6x a fused LayerNorm (each op is a full
 pass over memory), so the choice of variant would change the cost of an experiment.  One fused
@@ -19,8 +20,8 @@ cached under torch's extension root ($TORCH_EXTENSIONS_DIR, default ~/.cache/tor
 keyed by a hash of the source, flags and torch version, so it is built once per machine and torch.
 If anything fails (no compiler, unusual platform) `available()` is False, a warning says why, and
 modules use the reference path.  The kernel covers contiguous-able float32/float64 CPU tensors;
-everything else (CUDA, half precision) takes the reference path.  It is once-differentiable:
-double backward through it raises; the reference path supports it.
+everything else (CUDA, half precision) takes the reference path.  It is once-differentiable: a
+backward with create_graph=True through it raises; the reference path supports higher orders.
 """
 from __future__ import annotations
 
@@ -36,7 +37,6 @@ from typing import Optional
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from .spec import NormSpec
 
@@ -100,52 +100,13 @@ def supports(x: Tensor, *params: Optional[Tensor]) -> bool:
     return ok and available()
 
 
-class _RowNorm(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], spec: NormSpec):
-        H = x.shape[-1]
-        x2 = x.reshape(-1, H).contiguous()
-        w = None if weight is None else weight.contiguous()
-        b = None if bias is None else bias.contiguous()
-        m = spec.stat_count(H)
-        y, stats = torch.ops.normexp_norms.forward(
-            x2, w, b, m, spec.center, float(spec.divisor(H)), spec.eps, spec.eps_mode == "inside",
-            spec.C or 1.0, spec.k or 0.0)
-        # Save the least that the backward needs: DetachNorm needs only 1/s; variants whose
-        # output is y itself save y (the next layer usually keeps it anyway); the rest save x.
-        only_scale = spec.detach_mean and spec.detach_var and spec.k is None and w is None
-        saves_y = not only_scale and spec.k is None and w is None and b is None
-        ctx.spec, ctx.m, ctx.H, ctx.saves_y, ctx.only_scale = spec, m, H, saves_y, only_scale
-        ctx.has_bias = b is not None
-        out = y.view(x.shape)
-        if only_scale:
-            ctx.save_for_backward(stats)
-        else:
-            ctx.save_for_backward(stats, out if saves_y else x2, w)
-        return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: Tensor):
-        spec, H = ctx.spec, ctx.H
-        g2 = grad.reshape(-1, H).contiguous()
-        if ctx.only_scale:  # DetachNorm: dx = r * g
-            (stats,) = ctx.saved_tensors
-            return g2.mul(stats[:, 1:2]).view(grad.shape), None, None, None
-        stats, saved, w = ctx.saved_tensors
-        need_w = w is not None and ctx.needs_input_grad[1]
-        need_b = ctx.has_bias and ctx.needs_input_grad[2]
-        dx, dw, db = torch.ops.normexp_norms.backward(
-            g2, saved.view(-1, H), stats, w, ctx.saves_y, ctx.m, float(spec.divisor(H)),
-            spec.center and not spec.detach_mean, not spec.detach_var, spec.C or 1.0, spec.k or 0.0,
-            need_w, need_b)
-        return (dx.view(grad.shape) if ctx.needs_input_grad[0] else None,
-                dw if need_w else None, db if need_b else None, None)
-
-
 def normalize(x: Tensor, spec: NormSpec, weight: Optional[Tensor] = None,
               bias: Optional[Tensor] = None) -> Tensor:
     """Fused equivalent of `reference.normalize`; call only when `supports(x, weight, bias)`."""
     if not available():
         raise RuntimeError("normexp.norms fused kernel unavailable; use reference.normalize")
-    return _RowNorm.apply(x, weight, bias, spec)
+    H = x.shape[-1]
+    return torch.ops.normexp_norms.rownorm(
+        x, weight, bias, spec.stat_count(H), spec.center, float(spec.divisor(H)), spec.eps,
+        spec.eps_mode == "inside", spec.C or 1.0, spec.k or 0.0, spec.center and not spec.detach_mean,
+        not spec.detach_var)

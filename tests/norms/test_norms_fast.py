@@ -70,11 +70,13 @@ def test_fallback_when_kernel_unavailable(monkeypatch):
         xa = x.clone().requires_grad_()
         ya = m(xa)
         ya.sum().backward()
+        fused = ya.grad_fn.name()
+        assert "RowNorm" in fused
         with monkeypatch.context() as mp:
             mp.setattr(fast, "available", lambda: False)
             xb = x.clone().requires_grad_()
             yb = m(xb)
-            assert yb.grad_fn.name() != "_RowNormBackward"
+            assert yb.grad_fn.name() != fused
             yb.sum().backward()
         torch.testing.assert_close(ya, yb)
         torch.testing.assert_close(xa.grad, xb.grad)
@@ -93,6 +95,38 @@ def test_saved_memory():
         y = build_norm("layernorm_simple", 32)(x)
         assert any(t.data_ptr() == y.data_ptr() for t in saved)
         assert not any(t.data_ptr() == x.data_ptr() for t in saved)
+
+
+def test_fused_gradients_only_for_what_is_asked_and_without_autograd():
+    """The C++ autograd node computes the gain/bias sums only for the gradients requested, a frozen
+    gain still gives the bias gradient, and inference mode runs the same forward."""
+    if not fast.available():
+        pytest.skip("kernel unavailable")
+    torch.manual_seed(8)
+    spec = resolve("layernorm")
+    x, g = torch.randn(37, 24, dtype=torch.float64), torch.randn(37, 24, dtype=torch.float64)
+    w, b = torch.rand(24, dtype=torch.float64) + 0.5, torch.randn(24, dtype=torch.float64)
+    xr, wr, br = (t.clone().requires_grad_() for t in (x, w, b))
+    want = torch.autograd.grad(reference.normalize(xr, spec, wr, br), [xr, wr, br], g)
+    xf, wf, bf = (t.clone().requires_grad_() for t in (x, w, b))
+    y = fast.normalize(xf, spec, wf, bf)
+    (gx,) = torch.autograd.grad(y, [xf], g, retain_graph=True)
+    torch.testing.assert_close(gx, want[0])
+    gw, gb = torch.autograd.grad(y, [wf, bf], g)
+    torch.testing.assert_close([gw, gb], list(want[1:]))
+    y = fast.normalize(xf, spec, w, bf)  # frozen gain
+    torch.testing.assert_close(torch.autograd.grad(y, [xf, bf], g), [want[0], want[2]])
+    with torch.inference_mode():
+        torch.testing.assert_close(fast.normalize(x, spec, w, b), reference.normalize(x, spec, w, b))
+
+
+def test_fused_path_refuses_a_second_order_gradient():
+    if not fast.available():
+        pytest.skip("kernel unavailable")
+    x = torch.randn(3, 8, requires_grad=True)
+    y = build_norm("adanorm", 8)(x)
+    with pytest.raises(RuntimeError, match="once differentiable.*reference.normalize"):
+        torch.autograd.grad(y.pow(2).sum(), x, create_graph=True)
 
 
 def test_double_backward_needs_reference_path():

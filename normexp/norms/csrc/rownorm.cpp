@@ -18,6 +18,7 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <ATen/ops/zeros.h>
+#include <torch/autograd.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -218,6 +219,21 @@ void backward_row(const T* g, const T* s, const T* st, const T* w, T* dx, T* dw,
   }, nt && m % Vec<T>::n == 0);
 }
 
+// Software prefetch of the rows about 2 KiB on, for short rows only.  The hardware prefetcher
+// follows a stream only a few lines ahead: with short rows the memory idles while the core runs a
+// row's in-L1 passes, and the next row's first pass then waits on memory.  Measured (EPYC, 1-2 threads):
+// forward+backward 5-20% faster at H = 128 and 512 floats; at 1024 the prefetches of two 4 KiB
+// streams made the backward 20-30% slower (the stream within a row is long enough by itself).
+template <typename T>
+inline void prefetch_row(const T* p, int64_t H) {
+  for (int64_t j = 0; j < H; j += 64 / int64_t(sizeof(T))) __builtin_prefetch(p + j, 0, 3);
+}
+// How many rows ahead to prefetch (0: none).
+inline int64_t rows_ahead(int64_t H, int64_t elem) {
+  const int64_t bytes = H * elem;
+  return bytes > 2048 ? 0 : std::max<int64_t>(1, 2048 / std::max<int64_t>(bytes, 1));
+}
+
 // Outputs of at least this many bytes are written with streaming (non-temporal) stores, which skip
 // reading each output cache line from memory before overwriting it: a third of the traffic of a
 // forward (x in; y's lines read, then written) and a quarter of a backward.  Measured on a 32 MiB-L3 EPYC, one thread: the
@@ -269,7 +285,11 @@ std::tuple<Tensor, Tensor> rownorm_forward(const Tensor& x, const std::optional<
     T* S = st.data_ptr<T>();
     const bool nt = stream_output(Y, R, H, sizeof(T));
     at::parallel_for(0, R, row_grain(H), [&](int64_t r0, int64_t r1) {
-      for (int64_t i = r0; i < r1; ++i) forward_row<T>(X + i * H, Y + i * H, S + 3 * i, Wp, Bp, c, nt);
+      const int64_t ahead = rows_ahead(H, sizeof(T));
+      for (int64_t i = r0; i < r1; ++i) {
+        if (ahead && i + ahead < r1) prefetch_row(X + (i + ahead) * H, H);
+        forward_row<T>(X + i * H, Y + i * H, S + 3 * i, Wp, Bp, c, nt);
+      }
       fence(nt);
     });
   };
@@ -284,9 +304,15 @@ void backward_rows(const T* G, const T* Sv, const T* St, const T* Wp, T* DX, dou
   const bool nt = stream_output(DX, R, H, sizeof(T));
   if (!DW && !DB) {
     at::parallel_for(0, R, row_grain(H), [&](int64_t r0, int64_t r1) {
-      for (int64_t i = r0; i < r1; ++i)
+      const int64_t ahead = rows_ahead(H, sizeof(T));
+      for (int64_t i = r0; i < r1; ++i) {
+        if (ahead && i + ahead < r1) {
+          prefetch_row(G + (i + ahead) * H, H);
+          prefetch_row(Sv + (i + ahead) * H, H);
+        }
         backward_row<T, W, ADA, SAVED_Y, false, false>(G + i * H, Sv + i * H, St + 3 * i, Wp,
                                                         DX + i * H, nullptr, nullptr, c, nt);
+      }
       fence(nt);
     });
     return;
@@ -299,15 +325,21 @@ void backward_rows(const T* G, const T* Sv, const T* St, const T* Wp, T* DX, dou
   std::vector<double> part_w(DW ? chunks * H : 0, 0.0), part_b(DB ? chunks * H : 0, 0.0);
   at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
     std::vector<T> bw(DW ? H : 0), bb(DB ? H : 0);
+    const int64_t ahead = rows_ahead(H, sizeof(T));
     for (int64_t ch = c0; ch < c1; ++ch) {
       const int64_t lo = R * ch / chunks, hi = R * (ch + 1) / chunks;
       for (int64_t i0 = lo; i0 < hi; i0 += kBlock) {
         std::fill(bw.begin(), bw.end(), T(0));
         std::fill(bb.begin(), bb.end(), T(0));
         const int64_t i1 = std::min(hi, i0 + kBlock);
-        for (int64_t i = i0; i < i1; ++i)
+        for (int64_t i = i0; i < i1; ++i) {
+          if (ahead && i + ahead < hi) {
+            prefetch_row(G + (i + ahead) * H, H);
+            prefetch_row(Sv + (i + ahead) * H, H);
+          }
           backward_row<T, W, ADA, SAVED_Y, DW, DB>(G + i * H, Sv + i * H, St + 3 * i, Wp,
                                                     DX + i * H, bw.data(), bb.data(), c, nt);
+        }
         for (int64_t j = 0; j < (DW ? H : 0); ++j) part_w[ch * H + j] += bw[j];
         for (int64_t j = 0; j < (DB ? H : 0); ++j) part_b[ch * H + j] += bb[j];
       }
@@ -370,9 +402,88 @@ std::tuple<Tensor, Tensor, Tensor> rownorm_backward(
   return {dx, weight_grad ? dw.to(grad.scalar_type()) : dw, bias_grad ? db.to(grad.scalar_type()) : db};
 }
 
+// The differentiable op: forward and hand-derived backward in one C++ autograd node, so that a call
+// costs what a call of torch's own layer_norm costs (a Python autograd.Function added about 150 us
+// per forward+backward, several percent of a small Transformer's step).
+// mean_path / var_path: whether the mean / variance is differentiated through (false: detached or,
+// for the mean, absent).  Once differentiable: a second-order gradient raises.
+struct RowNormFn : public torch::autograd::Function<RowNormFn> {
+  static Tensor forward(torch::autograd::AutogradContext* ctx, const Tensor& x,
+                        const std::optional<Tensor>& weight, const std::optional<Tensor>& bias,
+                        int64_t m, bool center, double divisor, double eps, bool inside, double C,
+                        double k, bool mean_path, bool var_path) {
+    const int64_t H = x.size(-1);
+    const Tensor x2 = x.reshape({-1, H}).contiguous();
+    const bool has_w = weight.has_value() && weight->defined();
+    const bool has_b = bias.has_value() && bias->defined();
+    const Tensor w = has_w ? weight->contiguous() : Tensor();
+    const Tensor b = has_b ? bias->contiguous() : Tensor();
+    auto [y, st] = rownorm_forward(x2, w, b, m, center, divisor, eps, inside, C, k);
+    Tensor out = y.view(x.sizes());
+    // Save the least that the backward needs: DetachNorm needs only 1/s; variants whose output is
+    // y itself save y (the next layer usually keeps it anyway); the rest save x.
+    const bool only_scale = !mean_path && !var_path && k == 0.0 && !has_w;
+    const bool saves_y = !only_scale && k == 0.0 && !has_w && !has_b;
+    auto& d = ctx->saved_data;
+    d["m"] = m;
+    d["divisor"] = divisor;
+    d["C"] = C;
+    d["k"] = k;
+    d["mean_path"] = mean_path;
+    d["var_path"] = var_path;
+    d["saves_y"] = saves_y;
+    d["only_scale"] = only_scale;
+    d["has_w"] = has_w;
+    d["has_b"] = has_b;
+    if (only_scale) ctx->save_for_backward({st});
+    else ctx->save_for_backward({st, saves_y ? out : x2, w});
+    return out;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    TORCH_CHECK(!torch::autograd::GradMode::is_enabled(),
+                "normexp.norms: the fused CPU kernel is once differentiable; for higher-order gradients "
+                "call normexp.norms.reference.normalize (the pure-PyTorch path)");
+    const Tensor& grad = grads[0];
+    const int64_t H = grad.size(-1);
+    const Tensor g2 = grad.reshape({-1, H}).contiguous();
+    auto& d = ctx->saved_data;
+    const auto saved = ctx->get_saved_variables();
+    const bool has_w = d["has_w"].toBool(), has_b = d["has_b"].toBool();
+    // Gradient edges: x, then the gain and the bias when given.
+    const bool need_x = ctx->needs_input_grad(0);
+    const bool need_w = has_w && ctx->needs_input_grad(1);
+    const bool need_b = has_b && ctx->needs_input_grad(has_w ? 2 : 1);
+    Tensor dx, dw, db;
+    if (d["only_scale"].toBool()) {  // DetachNorm: dx = r * g
+      if (need_x) dx = g2.mul(saved[0].select(1, 1).unsqueeze(1)).view(grad.sizes());
+    } else {
+      std::tie(dx, dw, db) = rownorm_backward(
+          g2, saved[1].view({-1, H}), saved[0], saved[2], d["saves_y"].toBool(), d["m"].toInt(),
+          d["divisor"].toDouble(), d["mean_path"].toBool(), d["var_path"].toBool(), d["C"].toDouble(),
+          d["k"].toDouble(), need_w, need_b);
+      dx = dx.view(grad.sizes());
+    }
+    return {need_x ? dx : Tensor(), need_w ? dw : Tensor(), need_b ? db : Tensor(),
+            Tensor(), Tensor(), Tensor(), Tensor(), Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
+  }
+};
+
+Tensor rownorm(const Tensor& x, const std::optional<Tensor>& weight, const std::optional<Tensor>& bias,
+               int64_t m, bool center, double divisor, double eps, bool inside, double C, double k,
+               bool mean_path, bool var_path) {
+  return RowNormFn::apply(x, weight, bias, m, center, divisor, eps, inside, C, k, mean_path, var_path);
+}
+
 }  // namespace
 
 TORCH_LIBRARY(normexp_norms, lib) {
+  lib.def("rownorm(Tensor x, Tensor? weight, Tensor? bias, int m, bool center, float divisor, float eps, "
+          "bool inside, float C, float k, bool mean_path, bool var_path) -> Tensor");
+  // Autograd is handled inside (RowNormFn), so one kernel serves every dispatch key.
+  lib.impl("rownorm", c10::DispatchKey::CompositeImplicitAutograd, TORCH_FN(rownorm));
+  // The raw kernels, for benchmarks and tests.
   lib.def("forward(Tensor x, Tensor? weight, Tensor? bias, int m, bool center, float divisor, "
           "float eps, bool inside, float C, float k) -> (Tensor, Tensor)");
   lib.def("backward(Tensor grad, Tensor saved, Tensor stats, Tensor? weight, bool saved_is_y, int m, "
