@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from normexp import distributed
 from normexp.config import register_configs
+from normexp.cpu_memory import keep_freed_memory
 from normexp.loggers import ConsoleLogger, WandbLogger
 from normexp.norms import norm_factory
 from normexp.registry import task_class
@@ -127,6 +128,8 @@ def run(cfg: DictConfig, run_dir: Path) -> RunRecord:
         device = distributed.setup(cfg.trainer.device)
         if cfg.trainer.threads > 0:
             torch.set_num_threads(cfg.trainer.threads)
+        if device.type == "cpu":
+            record.extra["cpu_allocator"] = keep_freed_memory()
         seed_everything(cfg.seed, cfg.trainer.deterministic)
         build_norm_site = norm_factory(objects.norm)
         sites: list = []

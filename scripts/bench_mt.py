@@ -11,13 +11,16 @@ decoupled weight decay 1e-4, inverse-sqrt warmup, label smoothing 0.1, the same 
 What each number times: fairseq's ``wps`` is its own meter (target tokens over the wall time of its training loop,
 data loading included); ours is the run record's ``units_per_s`` (target tokens over the time spent in update steps),
 printed also with the time our loader takes to collate the same batches added back, so that the ratio is not flattered.
-The best of the repeats is kept for each (the machine may be shared).
+Each repeat runs, back to back: fairseq-train as shipped, fairseq-train with our trainer's allocator setting (freed
+memory kept in the process, normexp/cpu_memory.py), and ours.  Printed: the best of the repeats for each (the machine
+may be shared) and the median of the per-repeat ratios (drift of a shared machine hits a repeat's three runs alike).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -100,29 +103,35 @@ def main() -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if a.threads > 0:  # fairseq-train has no thread flag: torch reads OMP_NUM_THREADS at start-up
         env["OMP_NUM_THREADS"] = str(a.threads)
+    # Our trainer keeps freed memory in the process on CPU (normexp/cpu_memory.py); fairseq-train does not.  The
+    # second fairseq run gets the same allocator setting through glibc's environment variables: like for like.
+    kept = {**env, "MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1)}
     collate = collate_seconds(task, a.updates)
-    results = {"fairseq": [], "ours": []}
+    results = {"fairseq": [], "fairseq, memory kept": [], "ours": []}
     with tempfile.TemporaryDirectory(prefix="bench_mt.") as tmp:
-        for r in range(a.repeats):
+        for r in range(a.repeats):  # interleaved, so that slow drift of the machine hits all three alike
             results["fairseq"].append(fairseq_wps(run(fairseq_cmd(task.folder, a), env)))
+            results["fairseq, memory kept"].append(fairseq_wps(run(fairseq_cmd(task.folder, a), kept)))
             out = Path(tmp) / f"ours{r}"
             run(ours_cmd(out, a), env)
             record = json.loads(next(out.rglob("run.json")).read_text())
             assert record["status"] == "completed" and record["steps"] == a.updates, record["status"]
             loss = record["curves"]["train_loss"][-1]["loss"] / 0.6931471805599453  # nats → bits, as fairseq logs
             results["ours"].append((record["units_per_s"], loss, record["units_per_s"] * record["train_time_s"]))
-    fs_wps, fs_loss = max(results["fairseq"])
-    ours_wps, ours_loss, tokens = max(results["ours"])
-    ours_wall = tokens / (tokens / ours_wps + collate)
     print(f"data: {task.folder} ({a.updates} updates, max_tokens {a.max_tokens}, {a.layers}+{a.layers} layers, "
-          f"d {a.dim}, FFN {a.ffn}, device {a.device}, best of {a.repeats})")
-    print(f"fairseq-train : {fs_wps:10.1f} words/s   train loss {fs_loss:.3f} bits   (all: "
-          + ", ".join(f"{w:.0f}" for w, _ in results["fairseq"]) + ")")
-    print(f"normexp.train : {ours_wps:10.1f} words/s   train loss {ours_loss:.3f} bits   (all: "
-          + ", ".join(f"{w:.0f}" for w, _, _ in results["ours"]) + ")")
-    print(f"normexp.train incl. {collate:.2f} s of batch collation: {ours_wall:.1f} words/s")
-    print(f"ratio ours/fairseq: {ours_wps / fs_wps:.3f} (incl. collation {ours_wall / fs_wps:.3f})")
-
+          f"d {a.dim}, FFN {a.ffn}, device {a.device}, {a.repeats} repeats)")
+    for name, runs in results.items():
+        best = max(runs)
+        print(f"{name:21s}: best {best[0]:8.1f} words/s   train loss {best[1]:.3f} bits   (all: "
+              + ", ".join(f"{w:.0f}" for w, *_ in runs) + ")")
+    ours_wps, _, tokens = max(results["ours"])
+    ours_wall = tokens / (tokens / ours_wps + collate)
+    print(f"ours incl. {collate:.2f} s of batch collation: {ours_wall:.1f} words/s")
+    for name in ("fairseq", "fairseq, memory kept"):
+        paired = statistics.median(o[0] / f[0] for o, f in zip(results["ours"], results[name]))
+        best_ratio = ours_wps / max(results[name])[0]
+        print(f"ratio ours / {name}: best {best_ratio:.3f} (incl. collation {ours_wall / max(results[name])[0]:.3f}), "
+              f"median of the {a.repeats} paired repeats {paired:.3f}")
 
 if __name__ == "__main__":
     main()

@@ -22,7 +22,6 @@ Also printed:
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import platform
 import statistics
@@ -31,6 +30,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from normexp.cpu_memory import keep_freed_memory
 from normexp.norms import VARIANTS, build_norm, fast, reference
 
 SHAPES = [(8192, 512), (4096, 1024), (32768, 128)]
@@ -160,19 +160,6 @@ def bench_shape(shape, device, rounds, with_reference):
           f"layernorm, err <= {ERR_TARGET}): {'all met' if not fails else 'MISSED: ' + '; '.join(fails)}")
 
 
-def keep_freed_memory() -> str:
-    """Stop glibc from returning freed 16 MB buffers to the OS and mapping fresh ones, so that
-    repeated calls reuse warm pages (as torch's caching allocators do on GPU).  Otherwise every
-    call pays thousands of page faults, which on a VM cost more than the kernels and vary with the
-    exact order of allocations, i.e. differ between variants for reasons unrelated to them."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        ok = libc.mallopt(-1, 1 << 30) == 1 and libc.mallopt(-3, 1 << 30) == 1  # TRIM, MMAP threshold
-        return "glibc, trim/mmap thresholds raised" if ok else "glibc defaults (mallopt refused)"
-    except OSError:
-        return "system default"
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds per shape")
@@ -184,6 +171,8 @@ def main():
         global CLOCK
         CLOCK = time.thread_time
         torch.set_num_threads(1)
+    # Repeated calls reuse warm pages, as a training process does (normexp.train sets the same): otherwise each call
+    # pays thousands of page faults, which differ between variants for reasons unrelated to them.
     allocator = keep_freed_memory()
     t = time.perf_counter()
     kernel = fast.available()

@@ -19,6 +19,7 @@ def test_a_run_writes_a_complete_record(tmp_path):
     assert rec["config"]["optim"]["lr"] == 1e-3 and rec["config"]["task"]["train_size"] == 600
     assert rec["versions"]["torch"] and rec["wall_time_s"] > 0 and rec["steps_per_s"] > 0
     assert rec["data"]["sizes"] == {"train": 600, "valid": 300, "test": 300}
+    assert rec["extra"]["device"] == "cpu" and rec["extra"]["cpu_allocator"]  # what normexp.cpu_memory did
 
 
 def test_rerun_of_a_completed_run_does_nothing(tmp_path):
