@@ -15,7 +15,7 @@ with vc = r when s = sqrt(v + eps) and vc = 1 / sqrt(v) when s = sqrt(v) + eps
 (dr/dv = -r^3 / 2, respectively -r^2 / (2 sqrt(v))).  DetachNorm and friends drop the term of the
 detached statistic; the RMS family has no mean term and m < H for pRMSNorm.
 
-Build: compiled on first use with the system C++ compiler against torch's headers (about 20 s),
+Build: compiled on first use with the system C++ compiler against torch's headers (about 30 s),
 cached under torch's extension root ($TORCH_EXTENSIONS_DIR, default ~/.cache/torch_extensions),
 keyed by a hash of the source, flags and torch version, so it is built once per machine and torch.
 If anything fails (no compiler, unusual platform) `available()` is False, a warning says why, and
