@@ -95,6 +95,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads for both (0: torch's default)")
     a = p.parse_args()
     os.environ.setdefault("NORMEXP_DATA_ROOT", str(REPO.parent / "shared" / "data"))
+    from normexp.cpu_memory import KEEP_UP_TO
     from normexp.models.fairseq_transformer import FairseqTransformerConfig
     from normexp.tasks.translation import TranslationConfig, TranslationTask
 
@@ -105,7 +106,7 @@ def main() -> None:
         env["OMP_NUM_THREADS"] = str(a.threads)
     # Our trainer keeps freed memory in the process on CPU (normexp/cpu_memory.py); fairseq-train does not.  The
     # second fairseq run gets the same allocator setting through glibc's environment variables: like for like.
-    kept = {**env, "MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1)}
+    kept = {**env, "MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(KEEP_UP_TO)}
     collate = collate_seconds(task, a.updates)
     results = {"fairseq": [], "fairseq, memory kept": [], "ours": []}
     with tempfile.TemporaryDirectory(prefix="bench_mt.") as tmp:
@@ -132,6 +133,7 @@ def main() -> None:
         best_ratio = ours_wps / max(results[name])[0]
         print(f"ratio ours / {name}: best {best_ratio:.3f} (incl. collation {ours_wall / max(results[name])[0]:.3f}), "
               f"median of the {a.repeats} paired repeats {paired:.3f}")
+
 
 if __name__ == "__main__":
     main()
