@@ -404,6 +404,33 @@ std::tuple<Tensor, Tensor, Tensor> rownorm_backward(
   return {dx, weight_grad ? dw.to(grad.scalar_type()) : dw, bias_grad ? db.to(grad.scalar_type()) : db};
 }
 
+// DetachNorm's backward (both statistics detached, no gain): dx = r * g, one streaming pass.  In
+// torch ops (g * r[:, None]) it cost 0.69-0.77 of F.layer_norm's forward+backward at 32768x128.
+Tensor scale_rows_backward(const Tensor& grad, const Tensor& st) {
+  check_rows(grad, grad, "grad");
+  check_rows(st, grad, "stats");
+  const int64_t R = grad.size(0), H = grad.size(1);
+  Tensor dx = at::empty_like(grad);
+  auto run = [&](auto zero) {
+    using T = decltype(zero);
+    const T* G = grad.data_ptr<T>();
+    const T* S = st.data_ptr<T>();
+    T* D = dx.data_ptr<T>();
+    const bool nt = stream_output(D, R, H, sizeof(T));
+    at::parallel_for(0, R, row_grain(H), [&](int64_t r0, int64_t r1) {
+      for (int64_t i = r0; i < r1; ++i) {
+        const T r = S[3 * i + 1];
+        const T* g = G + i * H;
+        T* d = D + i * H;
+        for_row<T>(H, [&](auto io, int64_t j) { io.out(d + j, io.ld(g + j) * r); }, nt);
+      }
+      fence(nt);
+    });
+  };
+  if (grad.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
+  return dx;
+}
+
 // The differentiable op: forward and hand-derived backward in one C++ autograd node.  The Python
 // autograd.Function it replaces cost 37 us more per forward+backward of a 4x512 input; in a tiny
 // fairseq Transformer's step (12 norm sites, torch profiler) the norms' share fell from 7.4 to 3.4 ms.
@@ -459,7 +486,7 @@ struct RowNormFn : public torch::autograd::Function<RowNormFn> {
     const bool need_b = has_b && ctx->needs_input_grad(has_w ? 2 : 1);
     Tensor dx, dw, db;
     if (d["only_scale"].toBool()) {  // DetachNorm: dx = r * g
-      if (need_x) dx = g2.mul(saved[0].select(1, 1).unsqueeze(1)).view(grad.sizes());
+      if (need_x) dx = scale_rows_backward(g2, saved[0]).view(grad.sizes());
     } else {
       std::tie(dx, dw, db) = rownorm_backward(
           g2, saved[1].view({-1, H}), saved[0], saved[2], d["saves_y"].toBool(), d["m"].toInt(),
