@@ -219,21 +219,25 @@ void backward_row(const T* g, const T* s, const T* st, const T* w, T* dx, T* dw,
   }, nt && m % Vec<T>::n == 0);
 }
 
-// Software prefetch of the rows about 2 KiB on, for short rows only.  The hardware prefetcher
-// follows a stream only a few lines ahead: with short rows the memory idles while the core runs a
-// row's in-L1 passes, and the next row's first pass then waits on memory.  Measured (EPYC, 1-2
-// threads, raw kernels): forward+backward 5-12% faster at H = 128 floats, mixed at 512 (-18% to +8%);
-// at 1024 the prefetches of two 4 KiB streams made the backward 20-30% slower in every run (the
-// stream within a row is long enough by itself), hence the 2 KiB bound.
+// Software prefetch of the rows ahead.  The hardware prefetcher follows a stream only a few lines
+// ahead: while the core runs a row's in-L1 passes the memory idles, and the next row's first pass
+// then waits on it.  The forward reads one stream and prefetches rows of up to 4 KiB, 8 KiB ahead;
+// the backward reads two and prefetches only rows of up to 1 KiB, 2 KiB ahead.  A/B of the raw
+// LayerNorm kernels (EPYC, 1 and 2 threads, 11 interleaved rounds, two runs), forward+backward
+// against the earlier rule (both: rows up to 2 KiB, 2 KiB ahead): 0.89-0.98 at 512 floats,
+// 0.88-0.96 at 1024, 0.98-1.05 at 128.  Prefetching in the backward at 512 floats made it 5-27%
+// slower; with no prefetch at all, 128-float rows were 8-23% slower.
 template <typename T>
 inline void prefetch_row(const T* p, int64_t H) {
   for (int64_t j = 0; j < H; j += 64 / int64_t(sizeof(T))) __builtin_prefetch(p + j, 0, 3);
 }
-// How many rows ahead to prefetch (0: none).
-inline int64_t rows_ahead(int64_t H, int64_t elem) {
+// How many rows ahead to prefetch (0: none): rows of up to max_row bytes, `distance` bytes ahead.
+inline int64_t rows_ahead(int64_t H, int64_t elem, int64_t max_row, int64_t distance) {
   const int64_t bytes = H * elem;
-  return bytes > 2048 ? 0 : std::max<int64_t>(1, 2048 / std::max<int64_t>(bytes, 1));
+  return bytes > max_row ? 0 : std::max<int64_t>(1, distance / std::max<int64_t>(bytes, 1));
 }
+inline int64_t forward_rows_ahead(int64_t H, int64_t elem) { return rows_ahead(H, elem, 4096, 8192); }
+inline int64_t backward_rows_ahead(int64_t H, int64_t elem) { return rows_ahead(H, elem, 1024, 2048); }
 // Before row i of a loop ending at `end`: prefetch row i + ahead of each (rows, H) array given.
 template <typename T, typename... More>
 inline void prefetch_ahead(int64_t i, int64_t ahead, int64_t end, int64_t H, const T* a, More... more) {
@@ -293,7 +297,7 @@ std::tuple<Tensor, Tensor> rownorm_forward(const Tensor& x, const std::optional<
     T* S = st.data_ptr<T>();
     const bool nt = stream_output(Y, R, H, sizeof(T));
     at::parallel_for(0, R, row_grain(H), [&](int64_t r0, int64_t r1) {
-      const int64_t ahead = rows_ahead(H, sizeof(T));
+      const int64_t ahead = forward_rows_ahead(H, sizeof(T));
       for (int64_t i = r0; i < r1; ++i) {
         prefetch_ahead(i, ahead, r1, H, X);
         forward_row<T>(X + i * H, Y + i * H, S + 3 * i, Wp, Bp, c, nt);
@@ -312,7 +316,7 @@ void backward_rows(const T* G, const T* Sv, const T* St, const T* Wp, T* DX, dou
   const bool nt = stream_output(DX, R, H, sizeof(T));
   if (!DW && !DB) {
     at::parallel_for(0, R, row_grain(H), [&](int64_t r0, int64_t r1) {
-      const int64_t ahead = rows_ahead(H, sizeof(T));
+      const int64_t ahead = backward_rows_ahead(H, sizeof(T));
       for (int64_t i = r0; i < r1; ++i) {
         prefetch_ahead(i, ahead, r1, H, G, Sv);
         backward_row<T, W, ADA, SAVED_Y, false, false>(G + i * H, Sv + i * H, St + 3 * i, Wp,
@@ -330,7 +334,7 @@ void backward_rows(const T* G, const T* Sv, const T* St, const T* Wp, T* DX, dou
   std::vector<double> part_w(DW ? chunks * H : 0, 0.0), part_b(DB ? chunks * H : 0, 0.0);
   at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
     std::vector<T> bw(DW ? H : 0), bb(DB ? H : 0);
-    const int64_t ahead = rows_ahead(H, sizeof(T));
+    const int64_t ahead = backward_rows_ahead(H, sizeof(T));
     for (int64_t ch = c0; ch < c1; ++ch) {
       const int64_t lo = R * ch / chunks, hi = R * (ch + 1) / chunks;
       for (int64_t i0 = lo; i0 < hi; i0 += kBlock) {
