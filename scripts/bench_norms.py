@@ -12,7 +12,10 @@ gauge: on a machine busy with other work, prefer --cpu-time.
 Also printed:
   floor     the memory-traffic floor of a fused norm: forward reads x and writes y, backward reads
             the upstream gradient and x (or y) and writes dx: 5 tensors, against the bandwidth of
-            an elementwise add (3 tensors) measured in the same rounds: floor = 5/3 * t(add).
+            an elementwise add (3 tensors) measured in the same rounds: floor = 5/3 * t(add).  Per
+            variant, the same with its own count: 4 tensors when it saves no (rows, H) tensor for
+            backward (DetachNorm keeps only 1/s), else 5.  Variants with equal counts (RMSNorm and
+            LayerNorm among them) share a floor: a fused kernel at the floor costs the same for both.
   torch-ops the same variant through the pure-PyTorch path (reference.py): what CUDA and
             machines without a compiler run.
   err       max |ours - formula| / max |formula| over output and gradients, formula in float64.
@@ -131,7 +134,7 @@ def bench_shape(shape, device, rounds, with_reference):
 
     print(f"\n## {device.type} fp32 {R}x{H}: eager F.layer_norm fwd+bwd {min(base) * 1e3:.2f} ms fastest, "
           f"{statistics.median(base) * 1e3:.2f} ms median ({rounds} rounds); floor {floor:.2f}x")
-    print(f"{'variant':18s} {'ratio':>6s} {'min-max':>11s} {'vs our LN':>9s} {'torch-ops':>9s} "
+    print(f"{'variant':18s} {'ratio':>6s} {'min-max':>11s} {'floor':>6s} {'vs our LN':>9s} {'torch-ops':>9s} "
           f"{'err':>8s} {'saved MB':>8s} {'extra MB':>8s}")
     fails = []
     for n in ["F.layer_norm", "F.rms_norm", *VARIANTS]:
@@ -145,11 +148,15 @@ def bench_shape(shape, device, rounds, with_reference):
         else:
             fn = lambda t: F.rms_norm(t, (H,), w, 1e-5)  # noqa: E731
         total, extra = saved_bytes(fn, x)
-        err = max_rel_err(m, x, g) if m is not None and n not in ("none", "batchnorm") else None
-        print(f"{n:18s} {med[n]:6.2f} {lo:5.2f}-{hi:<5.2f} {med[n] / med['layernorm']:9.2f} "
+        fused = m is not None and n not in ("none", "batchnorm")
+        err = max_rel_err(m, x, g) if fused else None
+        # Tensors of x's size moved by forward+backward: x, y, upstream gradient, dx, and the saved one if any.
+        moved = 4 + (total * 2**20 >= x.nbytes) if fused else None
+        vfloor = f"{moved / 3 * med['add']:.2f}" if fused else ""
+        print(f"{n:18s} {med[n]:6.2f} {lo:5.2f}-{hi:<5.2f} {vfloor:>6s} {med[n] / med['layernorm']:9.2f} "
               f"{'' if ref is None else f'{ref:.2f}':>9s} {'' if err is None else f'{err:.1e}':>8s} "
               f"{total:8.1f} {extra:8.1f}")
-        if m is not None and n not in ("none", "batchnorm"):
+        if fused:
             if device.type == "cpu" and med[n] > TARGET:
                 fails.append(f"{n} {med[n]:.2f}x > {TARGET}")
             if err is not None and err > ERR_TARGET:
