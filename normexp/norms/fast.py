@@ -1,5 +1,5 @@
-"""Fused CPU path: a small C++ kernel (csrc/rownorm.cpp) with a hand-derived backward, both in one
-C++ autograd op (`torch.ops.normexp_norms.rownorm`).
+"""Fused CPU path: a small C++ kernel (csrc/: row loops in row_kernels.h, the op in rownorm.cpp) with a
+hand-derived backward, both in one C++ autograd op (`torch.ops.normexp_norms.rownorm`).
 
 Why: on CPU every variant written in torch ops costs 2.5-6x a fused LayerNorm (each op is a full
 pass over memory), so the choice of variant would change the cost of an experiment.  One fused
@@ -17,7 +17,7 @@ detached statistic; the RMS family has no mean term and m < H for pRMSNorm.
 
 Build: compiled on first use with the system C++ compiler against torch's headers (about 30 s),
 cached under torch's extension root ($TORCH_EXTENSIONS_DIR, default ~/.cache/torch_extensions),
-keyed by a hash of the source, flags and torch version, so it is built once per machine and torch.
+keyed by a hash of the sources, flags and torch version, so it is built once per machine and torch.
 If anything fails (no compiler, unusual platform) `available()` is False, a warning says why, and
 modules use the reference path.  The kernel covers contiguous-able float32/float64 CPU tensors;
 everything else (CUDA, half precision) takes the reference path.  It is once-differentiable: a
@@ -40,7 +40,8 @@ from torch import Tensor
 
 from .spec import NormSpec
 
-_SRC = Path(__file__).with_name("csrc") / "rownorm.cpp"
+_CSRC = Path(__file__).with_name("csrc")
+_SRC = _CSRC / "rownorm.cpp"  # includes row_kernels.h
 # ISA flags matching the kernels torch itself dispatches to on this CPU (never -march=native:
 # the cache directory may be shared between machines, and the hash below includes these flags).
 _ISA = {"AVX512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma"],
@@ -57,7 +58,8 @@ def _compile(out: Path) -> None:
     flags = ["-O3", "-std=c++20", "-fPIC", "-shared", "-fopenmp", f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
              *_ISA.get(torch.backends.cpu.get_cpu_capability(), [])]
     libdirs = ce.library_paths()
-    tag = hashlib.sha256("\0".join([_SRC.read_text(), cxx, torch.__version__, *flags]).encode())
+    sources = [p.read_text() for p in sorted([*_CSRC.glob("*.cpp"), *_CSRC.glob("*.h")])]
+    tag = hashlib.sha256("\0".join([*sources, cxx, torch.__version__, *flags]).encode())
     target = out / f"rownorm_{tag.hexdigest()[:16]}.so"
     if not target.exists():
         out.mkdir(parents=True, exist_ok=True)

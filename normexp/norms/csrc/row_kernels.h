@@ -1,0 +1,265 @@
+// Row kernels for every row-wise variant of normexp.norms (float32 and float64).
+//
+// One forward and one backward cover LayerNorm, LayerNorm-simple, the detach variants, AdaNorm,
+// RMSNorm and pRMSNorm: each row is read once from memory and then re-read from L1, which is
+// what makes every variant cost about as much as a single fused LayerNorm.  Large outputs bypass
+// the caches (streaming stores, see kStreamBytes).
+//
+// Row statistic (m = number of leading elements it uses, D = m - unbiased):
+//   mean = center ? sum(x[:m]) / m : 0,  v = sum((x[:m] - mean)^2) / D
+//   s = sqrt(v + eps)  (inside)   or   sqrt(v) + eps  (outside);   r = 1 / s
+//   y = (x - mean) * r,   out = y * w (+ b),  or  C * (1 - k * y) * y  (AdaNorm, k > 0)
+// Backward, with gy = dL/dy (the AdaNorm factor C * (1 - k * y) is a constant, as in the paper):
+//   dx = r * gy  - [mean path] r * sum(gy) / H  - [var path, j < m] vc * sum(gy * y) * y / D
+// where vc = dr/dv-term = r (inside) or 1 / sqrt(v) (outside).  Detaching the mean or the
+// variance drops its term; derivation in normexp/norms/fast.py.
+//
+// This header holds the row loops (plain C++ over raw pointers); rownorm.cpp wraps them in
+// tensors, threads and the autograd op.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#ifdef __AVX__
+#include <immintrin.h>
+#endif
+#include <cmath>
+#include <tuple>
+#include <utility>
+
+namespace normexp_rows {
+
+// Rows per task so that a task touches about as many elements as ATen's own grain.
+inline int64_t row_grain(int64_t H) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(H, 1)); }
+
+// Explicit 32-byte vectors (GCC/Clang vector extensions): the auto-vectorizer handled some
+// template instances of these loops and silently left others scalar (3x slower).  Without AVX the
+// compiler lowers each vector to two SSE registers.
+// `type` holds values; `mem` is the same vector at element alignment, for loads and stores.
+template <typename T> struct VecOf;
+template <> struct VecOf<float> {
+  typedef float type __attribute__((vector_size(32)));
+  typedef float mem __attribute__((vector_size(32), aligned(4), may_alias));
+};
+template <> struct VecOf<double> {
+  typedef double type __attribute__((vector_size(32)));
+  typedef double mem __attribute__((vector_size(32), aligned(8), may_alias));
+};
+
+// Loaders for a vector at p (Vec) or one element (Sca): row code is written once as a generic
+// lambda f(io, j) and runs vector-wide over the row and element-wise over its tail.
+template <typename T>
+struct Vec {
+  using V = typename VecOf<T>::type;
+  static constexpr int64_t n = 32 / sizeof(T);
+  using M = typename VecOf<T>::mem;
+  static V ld(const T* p) { return *reinterpret_cast<const M*>(p); }
+  static void st(T* p, V v) { *reinterpret_cast<M*>(p) = v; }
+  bool nt = false;  // stream (non-temporal) stores for the output: p is 32-byte aligned then
+  void out(T* p, V v) const {
+#ifdef __AVX__
+    if (nt) {
+      if constexpr (sizeof(T) == 4) _mm256_stream_ps(reinterpret_cast<float*>(p), (__m256)v);
+      else _mm256_stream_pd(reinterpret_cast<double*>(p), (__m256d)v);
+      return;
+    }
+#endif
+    st(p, v);
+  }
+};
+template <typename T>
+struct Sca {
+  static T ld(const T* p) { return *p; }
+  static void st(T* p, T v) { *p = v; }
+  void out(T* p, T v) const { *p = v; }
+};
+
+template <typename T, typename F>
+inline void for_row(int64_t n, F f, bool nt = false) {
+  constexpr int64_t N = Vec<T>::n;
+  int64_t j = 0;
+  const Vec<T> v{nt};
+  for (; j + N <= n; j += N) f(v, j);
+  for (; j < n; ++j) f(Sca<T>{}, j);
+}
+
+template <typename T>
+inline T hsum(typename Vec<T>::V v) {
+  T s = 0;
+  for (int64_t i = 0; i < Vec<T>::n; ++i) s += v[i];
+  return s;
+}
+
+// Sums of f(io, j).first and .second over a row, with four independent vector accumulators each:
+// the row is in L1 by then, so a single accumulator would serialize on the add latency.
+template <typename T, typename F>
+inline std::pair<T, T> sum2_row(int64_t n, F f) {
+  using V = typename Vec<T>::V;
+  constexpr int64_t N = Vec<T>::n;
+  V a[4] = {}, b[4] = {};
+  int64_t j = 0;
+  for (; j + 4 * N <= n; j += 4 * N)
+    for (int u = 0; u < 4; ++u) {
+      auto [p, q] = f(Vec<T>{}, j + u * N);
+      a[u] += p;
+      b[u] += q;
+    }
+  for (; j + N <= n; j += N) {
+    auto [p, q] = f(Vec<T>{}, j);
+    a[0] += p;
+    b[0] += q;
+  }
+  T s = hsum<T>((a[0] + a[1]) + (a[2] + a[3])), t = hsum<T>((b[0] + b[1]) + (b[2] + b[3]));
+  for (; j < n; ++j) {
+    auto [p, q] = f(Sca<T>{}, j);
+    s += p;
+    t += q;
+  }
+  return {s, t};
+}
+
+template <typename T>
+struct Stat {
+  int64_t H, m;
+  bool center, inside;
+  T divisor, eps, C, k;  // k == 0: no AdaNorm factor
+};
+
+template <typename T>
+void forward_row(const T* x, T* y, T* st, const T* w, const T* b, const Stat<T>& c, bool nt) {
+  const int64_t H = c.H, m = c.m;
+  T mean = 0;
+  if (c.center)
+    mean = sum2_row<T>(m, [&](auto io, int64_t j) { auto v = io.ld(x + j); return std::pair{v, v}; }).first / T(m);
+  // Two passes (mean, then squared deviations from L1) rather than sum and sum of squares in
+  // one: no cancellation when |mean| >> std.
+  // With centering, the corrected two-pass formula: subtracting (sum d)^2 / m cancels the
+  // rounding error of the mean.  Without (RMS), d = x and the plain mean square is wanted.
+  const auto [ss, sd] = sum2_row<T>(m, [&](auto io, int64_t j) {
+    auto d = io.ld(x + j) - mean;
+    return std::pair{d * d, d};
+  });
+  const T v = (c.center ? std::max(ss - sd * sd / T(m), T(0)) : ss) / c.divisor;
+  T r, vc;
+  if (c.inside) {
+    r = T(1) / std::sqrt(v + c.eps);
+    vc = r;
+  } else {
+    const T sd = std::sqrt(v);
+    r = T(1) / (sd + c.eps);
+    vc = sd > T(0) ? T(1) / sd : T(0);  // a constant row has no variance gradient (0/0 -> 0)
+  }
+  st[0] = mean;
+  st[1] = r;
+  st[2] = vc;
+  const T C = c.C, k = c.k;
+  if (k != T(0))
+    for_row<T>(H, [&](auto io, int64_t j) {
+      auto t = (io.ld(x + j) - mean) * r;
+      io.out(y + j, C * (T(1) - k * t) * t);
+    }, nt);
+  else if (w && b)
+    for_row<T>(H, [&](auto io, int64_t j) { io.out(y + j, (io.ld(x + j) - mean) * r * io.ld(w + j) + io.ld(b + j)); }, nt);
+  else if (w)
+    for_row<T>(H, [&](auto io, int64_t j) { io.out(y + j, (io.ld(x + j) - mean) * r * io.ld(w + j)); }, nt);
+  else
+    for_row<T>(H, [&](auto io, int64_t j) { io.out(y + j, (io.ld(x + j) - mean) * r); }, nt);
+}
+
+template <typename T>
+struct Grad {
+  int64_t H, m;
+  T divisor, C, k;
+  bool mean_path, var_path;  // false when that statistic is detached (or, for the mean, absent)
+};
+
+// W: multiply by the gain; ADA: AdaNorm factor; SAVED_Y: `s` holds y itself instead of x;
+// DW/DB: accumulate this row's gain/bias gradient into dw/db.
+template <typename T, bool W, bool ADA, bool SAVED_Y, bool DW, bool DB>
+void backward_row(const T* g, const T* s, const T* st, const T* w, T* dx, T* dw, T* db,
+                  const Grad<T>& c, bool nt) {
+  const int64_t H = c.H, m = c.m;
+  const T mean = st[0], r = st[1], vc = st[2], C = c.C, k = c.k;
+  auto y_at = [&](auto io, int64_t j) {
+    if constexpr (SAVED_Y) return io.ld(s + j);
+    else return (io.ld(s + j) - mean) * r;
+  };
+  auto gy_at = [&](auto io, int64_t j, auto y) {
+    auto gy = io.ld(g + j);
+    if constexpr (W) gy = gy * io.ld(w + j);
+    if constexpr (ADA) gy = gy * (C * (T(1) - k * y));
+    return gy;
+  };
+  // One pass from memory for both row sums and the gain/bias gradients.
+  T sg = 0, sgy = 0;
+  if (c.mean_path || c.var_path || DW || DB) {
+    std::tie(sg, sgy) = sum2_row<T>(H, [&](auto io, int64_t j) {
+      const auto y = y_at(io, j);
+      const auto gy = gy_at(io, j, y);
+      if constexpr (DW) io.st(dw + j, io.ld(dw + j) + io.ld(g + j) * y);
+      if constexpr (DB) io.st(db + j, io.ld(db + j) + io.ld(g + j));
+      return std::pair{gy, gy * y};
+    });
+  }
+  const T a = c.mean_path ? r * sg / T(H) : T(0);
+  const T bc = c.var_path ? vc * sgy / c.divisor : T(0);
+  for_row<T>(m, [&](auto io, int64_t j) {
+    const auto y = y_at(io, j);
+    io.out(dx + j, r * gy_at(io, j, y) - a - bc * y);
+  }, nt);
+  for_row<T>(H - m, [&](auto io, int64_t j0) {  // pRMSNorm: elements outside the statistic
+    const int64_t j = j0 + m;
+    io.out(dx + j, r * gy_at(io, j, y_at(io, j)) - a);
+  }, nt && m % Vec<T>::n == 0);
+}
+
+// Software prefetch of the rows ahead.  The hardware prefetcher follows a stream only a few lines
+// ahead: while the core runs a row's in-L1 passes the memory idles, and the next row's first pass
+// then waits on it.  The forward reads one stream and prefetches rows of up to 4 KiB, 8 KiB ahead;
+// the backward reads two and prefetches only rows of up to 1 KiB, 2 KiB ahead.  A/B of the raw
+// LayerNorm kernels (EPYC, 1 and 2 threads, 11 interleaved rounds, two runs), forward+backward
+// against the earlier rule (both: rows up to 2 KiB, 2 KiB ahead): 0.89-0.98 at 512 floats,
+// 0.88-0.96 at 1024, 0.98-1.05 at 128.  Prefetching in the backward at 512 floats made it 5-27%
+// slower; with no prefetch at all, 128-float rows were 8-23% slower.
+template <typename T>
+inline void prefetch_row(const T* p, int64_t H) {
+  for (int64_t j = 0; j < H; j += 64 / int64_t(sizeof(T))) __builtin_prefetch(p + j, 0, 3);
+}
+// How many rows ahead to prefetch (0: none): rows of up to max_row bytes, `distance` bytes ahead.
+inline int64_t rows_ahead(int64_t H, int64_t elem, int64_t max_row, int64_t distance) {
+  const int64_t bytes = H * elem;
+  return bytes > max_row ? 0 : std::max<int64_t>(1, distance / std::max<int64_t>(bytes, 1));
+}
+inline int64_t forward_rows_ahead(int64_t H, int64_t elem) { return rows_ahead(H, elem, 4096, 8192); }
+inline int64_t backward_rows_ahead(int64_t H, int64_t elem) { return rows_ahead(H, elem, 1024, 2048); }
+// Before row i of a loop ending at `end`: prefetch row i + ahead of each (rows, H) array given.
+template <typename T, typename... More>
+inline void prefetch_ahead(int64_t i, int64_t ahead, int64_t end, int64_t H, const T* a, More... more) {
+  if (ahead == 0 || i + ahead >= end) return;
+  prefetch_row(a + (i + ahead) * H, H);
+  (prefetch_row(more + (i + ahead) * H, H), ...);
+}
+
+// Outputs of at least this many bytes are written with streaming (non-temporal) stores, which skip
+// reading each output cache line from memory before overwriting it: a third of the traffic of a
+// forward (x in; y's lines read, then written) and a quarter of a backward.  Measured on a 32 MiB-L3
+// EPYC, one thread: the forward+backward of LayerNorm 20-25% faster at 16 MiB, and a forward
+// followed by a matmul that reads y no slower from 4 MiB up (+3% at 2 MiB, where y would still be
+// in cache: hence the bound).
+constexpr int64_t kStreamBytes = int64_t(4) << 20;
+
+inline bool stream_output(const void* p, int64_t R, int64_t H, int64_t elem) {
+#ifdef __AVX__  // when every row starts 32-byte aligned, as the vector stores must be
+  return reinterpret_cast<uintptr_t>(p) % 32 == 0 && (H * elem) % 32 == 0 && R * H * elem >= kStreamBytes;
+#else
+  return false;
+#endif
+}
+// Streaming stores are weakly ordered: each task fences them before the results are handed over.
+inline void fence(bool nt) {
+#ifdef __AVX__
+  if (nt) _mm_sfence();
+#endif
+}
+
+}  // namespace normexp_rows
