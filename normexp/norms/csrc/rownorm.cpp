@@ -84,13 +84,13 @@ void backward_rows(const T* G, const T* Sv, const T* St, const T* Wp, T* DX, dou
   const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), R));
   std::vector<double> part_w(DW ? chunks * H : 0, 0.0), part_b(DB ? chunks * H : 0, 0.0);
   at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-    std::vector<T> bw(DW ? H : 0), bb(DB ? H : 0);
+    AlignedRow<T> bw(DW ? H : 0), bb(DB ? H : 0);
     const int64_t ahead = backward_rows_ahead(H, sizeof(T));
     for (int64_t ch = c0; ch < c1; ++ch) {
       const int64_t lo = R * ch / chunks, hi = R * (ch + 1) / chunks;
       for (int64_t i0 = lo; i0 < hi; i0 += kBlock) {
-        std::fill(bw.begin(), bw.end(), T(0));
-        std::fill(bb.begin(), bb.end(), T(0));
+        bw.zero();
+        bb.zero();
         const int64_t i1 = std::min(hi, i0 + kBlock);
         for (int64_t i = i0; i < i1; ++i) {
           prefetch_ahead(i, ahead, hi, H, G, Sv);
