@@ -94,12 +94,26 @@ def available() -> bool:
 
 def supports(x: Tensor, *params: Optional[Tensor]) -> bool:
     """Whether the fused kernel handles these tensors (and could be built)."""
-    ok = (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and x.numel() > 0
+    ok = (x.is_cpu and x.dtype in (torch.float32, torch.float64) and x.numel() > 0
           and not x.is_nested and not torch.jit.is_scripting()
           # under torch.compile the reference formula is traced and fused by the compiler instead
           and not torch.compiler.is_compiling()
-          and all(p is None or (p.device.type == "cpu" and p.dtype == x.dtype) for p in params))
+          and all(p is None or (p.is_cpu and p.dtype == x.dtype) for p in params))
     return ok and available()
+
+
+def op_args(spec: NormSpec, H: int) -> tuple:
+    """The fused op's arguments after (x, weight, bias) for `spec` at width H: the statistic's
+    length, centering, divisor, eps and its placement, AdaNorm's C and k, and which statistics
+    are differentiated through.  A module computes them once (per call they cost microseconds,
+    which at small inputs is a sizeable share of a norm)."""
+    return (spec.stat_count(H), spec.center, float(spec.divisor(H)), spec.eps, spec.eps_mode == "inside",
+            spec.C or 1.0, spec.k or 0.0, spec.center and not spec.detach_mean, not spec.detach_var)
+
+
+def rownorm(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], args: tuple) -> Tensor:
+    """The fused op with `op_args`; call only when `supports(x, weight, bias)`."""
+    return torch.ops.normexp_norms.rownorm(x, weight, bias, *args)
 
 
 def normalize(x: Tensor, spec: NormSpec, weight: Optional[Tensor] = None,
@@ -107,8 +121,4 @@ def normalize(x: Tensor, spec: NormSpec, weight: Optional[Tensor] = None,
     """Fused equivalent of `reference.normalize`; call only when `supports(x, weight, bias)`."""
     if not available():
         raise RuntimeError("normexp.norms fused kernel unavailable; use reference.normalize")
-    H = x.shape[-1]
-    return torch.ops.normexp_norms.rownorm(
-        x, weight, bias, spec.stat_count(H), spec.center, float(spec.divisor(H)), spec.eps,
-        spec.eps_mode == "inside", spec.C or 1.0, spec.k or 0.0, spec.center and not spec.detach_mean,
-        not spec.detach_var)
+    return rownorm(x, weight, bias, op_args(spec, x.shape[-1]))

@@ -43,6 +43,7 @@ class RowNorm(nn.Module):
         self.spec, self.dim, self.eps = spec, dim, spec.eps
         self.weight = nn.Parameter(torch.empty(dim)) if spec.gain else None
         self.bias = nn.Parameter(torch.empty(dim)) if spec.bias else None
+        self._fused_args = fast.op_args(spec, dim)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -55,7 +56,7 @@ class RowNorm(nn.Module):
         if x.shape[-1] != self.dim:
             raise ValueError(f"{self.spec.name} expects a last dimension of {self.dim}, got shape {tuple(x.shape)}")
         if fast.supports(x, self.weight, self.bias):
-            return fast.normalize(x, self.spec, self.weight, self.bias)
+            return fast.rownorm(x, self.weight, self.bias, self._fused_args)
         return reference.normalize(x, self.spec, self.weight, self.bias)
 
     def extra_repr(self) -> str:
