@@ -14,142 +14,18 @@
 // where vc = dr/dv-term = r (inside) or 1 / sqrt(v) (outside).  Detaching the mean or the
 // variance drops its term; derivation in normexp/norms/fast.py.
 //
-// This header holds the row loops (plain C++ over raw pointers); rownorm.cpp wraps them in
-// tensors, threads and the autograd op.
+// This header holds the row loops (plain C++ over raw pointers, helpers in row_vec.h);
+// rownorm.cpp wraps them in tensors, threads and the autograd op.
 #pragma once
 
+#include "row_vec.h"
+
 #include <algorithm>
-#include <cstdint>
-#ifdef __AVX__
-#include <immintrin.h>
-#endif
 #include <cmath>
 #include <tuple>
 #include <utility>
-#include <vector>
 
 namespace normexp_rows {
-
-// Rows per task so that a task touches about as many elements as ATen's own grain.
-inline int64_t row_grain(int64_t H) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(H, 1)); }
-
-// Explicit 32-byte vectors (GCC/Clang vector extensions): the auto-vectorizer handled some
-// template instances of these loops and silently left others scalar (3x slower).  Without AVX the
-// compiler lowers each vector to two SSE registers.
-// `type` holds values; `mem` is the same vector at element alignment, for loads and stores.
-template <typename T> struct VecOf;
-template <> struct VecOf<float> {
-  typedef float type __attribute__((vector_size(32)));
-  typedef float mem __attribute__((vector_size(32), aligned(4), may_alias));
-};
-template <> struct VecOf<double> {
-  typedef double type __attribute__((vector_size(32)));
-  typedef double mem __attribute__((vector_size(32), aligned(8), may_alias));
-};
-
-// n zeroed elements from a 64-byte boundary, as torch's tensors start, so that no vector
-// straddles two cache lines.  For the gain/bias block sums, written by one row and read back by the
-// next: from malloc (16-byte aligned) they sometimes landed 16 bytes off a 32-byte boundary, and
-// store-to-load forwarding from line-split stores made the backward at 32768x128 2.3-2.6x slower
-// (5.5-5.8 vs 2.1-2.4 ms, one thread) in whichever processes malloc placed them so.
-template <typename T>
-class AlignedRow {
- public:
-  explicit AlignedRow(int64_t n) : n_(n), store_(n + 64 / sizeof(T)) {
-    data_ = reinterpret_cast<T*>((reinterpret_cast<uintptr_t>(store_.data()) + 63) & ~uintptr_t(63));
-  }
-  T* data() { return data_; }
-  T operator[](int64_t j) const { return data_[j]; }
-  void zero() { std::fill(data_, data_ + n_, T(0)); }
-
- private:
-  int64_t n_;
-  std::vector<T> store_;
-  T* data_;
-};
-
-// Loaders for a vector at p (Vec) or one element (Sca): row code is written once as a generic
-// lambda f(io, j) and runs vector-wide over the row and element-wise over its tail.
-template <typename T>
-struct Vec {
-  using V = typename VecOf<T>::type;
-  static constexpr int64_t n = 32 / sizeof(T);
-  using M = typename VecOf<T>::mem;
-  static V ld(const T* p) { return *reinterpret_cast<const M*>(p); }
-  static void st(T* p, V v) { *reinterpret_cast<M*>(p) = v; }
-  bool nt = false;  // stream (non-temporal) stores for the output: p is 32-byte aligned then
-  void out(T* p, V v) const {
-#ifdef __AVX__
-    if (nt) {
-      if constexpr (sizeof(T) == 4) _mm256_stream_ps(reinterpret_cast<float*>(p), (__m256)v);
-      else _mm256_stream_pd(reinterpret_cast<double*>(p), (__m256d)v);
-      return;
-    }
-#endif
-    st(p, v);
-  }
-};
-template <typename T>
-struct Sca {
-  static T ld(const T* p) { return *p; }
-  static void st(T* p, T v) { *p = v; }
-  void out(T* p, T v) const { *p = v; }
-};
-
-template <typename T, typename F>
-inline void for_row(int64_t n, F f, bool nt = false) {
-  constexpr int64_t N = Vec<T>::n;
-  int64_t j = 0;
-  const Vec<T> v{nt};
-  for (; j + N <= n; j += N) f(v, j);
-  for (; j < n; ++j) f(Sca<T>{}, j);
-}
-
-// Horizontal sum as a tree (3 dependent adds for 8 floats, not 8 in a chain): it sits on each
-// row's critical path, between a row pass and the statistic the next pass needs.  A/B of the raw
-// kernels (1 and 2 threads, 9 rounds): LayerNorm and RMSNorm fwd+bwd 0.90-1.01 of the chain's time.
-template <typename T>
-inline T hsum(typename Vec<T>::V v) {
-  if constexpr (Vec<T>::n == 8) {
-    typedef T H4 __attribute__((vector_size(4 * sizeof(T))));
-    typedef T H2 __attribute__((vector_size(2 * sizeof(T))));
-    const H4 a = __builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7);
-    const H2 b = __builtin_shufflevector(a, a, 0, 1) + __builtin_shufflevector(a, a, 2, 3);
-    return b[0] + b[1];
-  } else {
-    typedef T H2 __attribute__((vector_size(2 * sizeof(T))));
-    const H2 b = __builtin_shufflevector(v, v, 0, 1) + __builtin_shufflevector(v, v, 2, 3);
-    return b[0] + b[1];
-  }
-}
-
-// Sums of f(io, j).first and .second over a row, with four independent vector accumulators each:
-// the row is in L1 by then, so a single accumulator would serialize on the add latency.
-template <typename T, typename F>
-inline std::pair<T, T> sum2_row(int64_t n, F f) {
-  using V = typename Vec<T>::V;
-  constexpr int64_t N = Vec<T>::n;
-  V a[4] = {}, b[4] = {};
-  int64_t j = 0;
-  for (; j + 4 * N <= n; j += 4 * N)
-    for (int u = 0; u < 4; ++u) {
-      auto [p, q] = f(Vec<T>{}, j + u * N);
-      a[u] += p;
-      b[u] += q;
-    }
-  for (; j + N <= n; j += N) {
-    auto [p, q] = f(Vec<T>{}, j);
-    a[0] += p;
-    b[0] += q;
-  }
-  T s = hsum<T>((a[0] + a[1]) + (a[2] + a[3])), t = hsum<T>((b[0] + b[1]) + (b[2] + b[3]));
-  for (; j < n; ++j) {
-    auto [p, q] = f(Sca<T>{}, j);
-    s += p;
-    t += q;
-  }
-  return {s, t};
-}
 
 template <typename T>
 struct Stat {
@@ -158,45 +34,66 @@ struct Stat {
   T divisor, eps, C, k;  // k == 0: no AdaNorm factor
 };
 
-template <typename T>
-void forward_row(const T* x, T* y, T* st, const T* w, const T* b, const Stat<T>& c, bool nt) {
+// Rows of at most this many bytes go through the forward two at a time: each row's statistics are
+// a chain of dependent steps (sum, squared deviations, 1/s) as long as the row's memory traffic,
+// and two rows' chains overlap.  A/B of the LayerNorm forward, two rows against one (1 and 2
+// threads, 11 rounds, six runs): 0.74-0.94 at 128 floats; 0.80-1.06 at 256; 1.17-1.45 (slower)
+// at 512 and 1024.
+constexpr int64_t kPairRowBytes = 512;
+
+// NR (1 or 2) consecutive rows of x (stride H) into y, their (mean, r, vc) into st.
+template <typename T, int NR>
+void forward_rows(const T* x, T* y, T* st, const T* w, const T* b, const Stat<T>& c, bool nt) {
   const int64_t H = c.H, m = c.m;
-  T mean = 0;
-  if (c.center)
-    mean = sum2_row<T>(m, [&](auto io, int64_t j) { auto v = io.ld(x + j); return std::pair{v, v}; }).first / T(m);
+  T mean[NR] = {};
+  if (c.center) {
+    const auto s = sum2_rows<T, NR>(m, [&](auto io, int64_t j, auto r) {
+      auto v = io.ld(x + r * H + j);
+      return std::pair{v, v};
+    });
+    for (int r = 0; r < NR; ++r) mean[r] = s[r].first / T(m);
+  }
   // Two passes (mean, then squared deviations from L1) rather than sum and sum of squares in
   // one: no cancellation when |mean| >> std.
   // With centering, the corrected two-pass formula: subtracting (sum d)^2 / m cancels the
   // rounding error of the mean.  Without (RMS), d = x and the plain mean square is wanted.
-  const auto [ss, sd] = sum2_row<T>(m, [&](auto io, int64_t j) {
-    auto d = io.ld(x + j) - mean;
+  const auto sums = sum2_rows<T, NR>(m, [&](auto io, int64_t j, auto r) {
+    auto d = io.ld(x + r * H + j) - mean[r];
     return std::pair{d * d, d};
   });
-  const T v = (c.center ? std::max(ss - sd * sd / T(m), T(0)) : ss) / c.divisor;
-  T r, vc;
-  if (c.inside) {
-    r = T(1) / std::sqrt(v + c.eps);
-    vc = r;
-  } else {
-    const T sd = std::sqrt(v);
-    r = T(1) / (sd + c.eps);
-    vc = sd > T(0) ? T(1) / sd : T(0);  // a constant row has no variance gradient (0/0 -> 0)
+  T rs[NR];
+  for (int row = 0; row < NR; ++row) {
+    const auto [ss, sd] = sums[row];
+    const T v = (c.center ? std::max(ss - sd * sd / T(m), T(0)) : ss) / c.divisor;
+    T r, vc;
+    if (c.inside) {
+      r = T(1) / std::sqrt(v + c.eps);
+      vc = r;
+    } else {
+      const T s = std::sqrt(v);
+      r = T(1) / (s + c.eps);
+      vc = s > T(0) ? T(1) / s : T(0);  // a constant row has no variance gradient (0/0 -> 0)
+    }
+    st[3 * row] = mean[row];
+    st[3 * row + 1] = rs[row] = r;
+    st[3 * row + 2] = vc;
   }
-  st[0] = mean;
-  st[1] = r;
-  st[2] = vc;
+  // One pass writes all NR rows; the variant's form is chosen outside the loop.
+  auto emit = [&](auto value) {
+    for_row<T>(H, [&](auto io, int64_t j) {
+      each_row<NR>([&](auto row) { io.out(y + row * H + j, value(io, j, row)); });
+    }, nt);
+  };
+  auto y_at = [&](auto io, int64_t j, auto row) { return (io.ld(x + row * H + j) - mean[row]) * rs[row]; };
   const T C = c.C, k = c.k;
   if (k != T(0))
-    for_row<T>(H, [&](auto io, int64_t j) {
-      auto t = (io.ld(x + j) - mean) * r;
-      io.out(y + j, C * (T(1) - k * t) * t);
-    }, nt);
+    emit([&](auto io, int64_t j, auto row) { auto t = y_at(io, j, row); return C * (T(1) - k * t) * t; });
   else if (w && b)
-    for_row<T>(H, [&](auto io, int64_t j) { io.out(y + j, (io.ld(x + j) - mean) * r * io.ld(w + j) + io.ld(b + j)); }, nt);
+    emit([&](auto io, int64_t j, auto row) { return y_at(io, j, row) * io.ld(w + j) + io.ld(b + j); });
   else if (w)
-    for_row<T>(H, [&](auto io, int64_t j) { io.out(y + j, (io.ld(x + j) - mean) * r * io.ld(w + j)); }, nt);
+    emit([&](auto io, int64_t j, auto row) { return y_at(io, j, row) * io.ld(w + j); });
   else
-    for_row<T>(H, [&](auto io, int64_t j) { io.out(y + j, (io.ld(x + j) - mean) * r); }, nt);
+    emit([&](auto io, int64_t j, auto row) { return y_at(io, j, row); });
 }
 
 template <typename T>
@@ -244,55 +141,6 @@ void backward_row(const T* g, const T* s, const T* st, const T* w, T* dx, T* dw,
     const int64_t j = j0 + m;
     io.out(dx + j, r * gy_at(io, j, y_at(io, j)) - a);
   }, nt && m % Vec<T>::n == 0);
-}
-
-// Software prefetch of the rows ahead.  The hardware prefetcher follows a stream only a few lines
-// ahead: while the core runs a row's in-L1 passes the memory idles, and the next row's first pass
-// then waits on it.  The forward reads one stream and prefetches rows of up to 4 KiB, 8 KiB ahead;
-// the backward reads two and prefetches only rows of up to 1 KiB, 2 KiB ahead.  A/B of the raw
-// LayerNorm kernels (EPYC, 1 and 2 threads, 11 interleaved rounds, two runs), forward+backward
-// against the earlier rule (both: rows up to 2 KiB, 2 KiB ahead): 0.89-0.98 at 512 floats,
-// 0.88-0.96 at 1024, 0.98-1.05 at 128.  Prefetching in the backward at 512 floats made it 5-27%
-// slower; with no prefetch at all, 128-float rows were 8-23% slower.
-template <typename T>
-inline void prefetch_row(const T* p, int64_t H) {
-  for (int64_t j = 0; j < H; j += 64 / int64_t(sizeof(T))) __builtin_prefetch(p + j, 0, 3);
-}
-// How many rows ahead to prefetch (0: none): rows of up to max_row bytes, `distance` bytes ahead.
-inline int64_t rows_ahead(int64_t H, int64_t elem, int64_t max_row, int64_t distance) {
-  const int64_t bytes = H * elem;
-  return bytes > max_row ? 0 : std::max<int64_t>(1, distance / std::max<int64_t>(bytes, 1));
-}
-inline int64_t forward_rows_ahead(int64_t H, int64_t elem) { return rows_ahead(H, elem, 4096, 8192); }
-inline int64_t backward_rows_ahead(int64_t H, int64_t elem) { return rows_ahead(H, elem, 1024, 2048); }
-// Before row i of a loop ending at `end`: prefetch row i + ahead of each (rows, H) array given.
-template <typename T, typename... More>
-inline void prefetch_ahead(int64_t i, int64_t ahead, int64_t end, int64_t H, const T* a, More... more) {
-  if (ahead == 0 || i + ahead >= end) return;
-  prefetch_row(a + (i + ahead) * H, H);
-  (prefetch_row(more + (i + ahead) * H, H), ...);
-}
-
-// Outputs of at least this many bytes are written with streaming (non-temporal) stores, which skip
-// reading each output cache line from memory before overwriting it: a third of the traffic of a
-// forward (x in; y's lines read, then written) and a quarter of a backward.  Measured on a 32 MiB-L3
-// EPYC, one thread: the forward+backward of LayerNorm 20-25% faster at 16 MiB, and a forward
-// followed by a matmul that reads y no slower from 4 MiB up (+3% at 2 MiB, where y would still be
-// in cache: hence the bound).
-constexpr int64_t kStreamBytes = int64_t(4) << 20;
-
-inline bool stream_output(const void* p, int64_t R, int64_t H, int64_t elem) {
-#ifdef __AVX__  // when every row starts 32-byte aligned, as the vector stores must be
-  return reinterpret_cast<uintptr_t>(p) % 32 == 0 && (H * elem) % 32 == 0 && R * H * elem >= kStreamBytes;
-#else
-  return false;
-#endif
-}
-// Streaming stores are weakly ordered: each task fences them before the results are handed over.
-inline void fence(bool nt) {
-#ifdef __AVX__
-  if (nt) _mm_sfence();
-#endif
 }
 
 }  // namespace normexp_rows
