@@ -120,6 +120,25 @@ def test_fused_gradients_only_for_what_is_asked_and_without_autograd():
         torch.testing.assert_close(fast.normalize(x, spec, w, b), reference.normalize(x, spec, w, b))
 
 
+@pytest.mark.parametrize("name", ROWWISE)
+def test_no_autograd_node_when_nothing_needs_a_gradient(name):
+    """Under no_grad, or with nothing requiring a gradient, the op runs the forward kernel alone: no
+    autograd node, the same output as the differentiable path, for 2-D and 3-D inputs."""
+    if not fast.available():
+        pytest.skip("kernel unavailable")
+    torch.manual_seed(9)
+    m = build_norm(name, 40)
+    for x in (torch.randn(6, 40), torch.randn(3, 5, 40)):
+        want = m(x.clone().requires_grad_())
+        assert want.grad_fn is not None
+        with torch.no_grad():
+            got = m(x)
+        assert got.grad_fn is None and got.shape == x.shape
+        torch.testing.assert_close(got, want.detach(), rtol=0, atol=0)
+    m.requires_grad_(False)
+    assert m(x).grad_fn is None
+
+
 def test_fused_path_refuses_a_second_order_gradient():
     if not fast.available():
         pytest.skip("kernel unavailable")

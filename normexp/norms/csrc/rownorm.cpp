@@ -277,7 +277,17 @@ struct RowNormFn : public torch::autograd::Function<RowNormFn> {
 Tensor rownorm(const Tensor& x, const std::optional<Tensor>& weight, const std::optional<Tensor>& bias,
                int64_t m, bool center, double divisor, double eps, bool inside, double C, double k,
                bool mean_path, bool var_path) {
-  return RowNormFn::apply(x, weight, bias, m, center, divisor, eps, inside, C, k, mean_path, var_path);
+  auto wants_grad = [](const std::optional<Tensor>& t) { return t.has_value() && t->defined() && t->requires_grad(); };
+  if (torch::autograd::GradMode::is_enabled() && (x.requires_grad() || wants_grad(weight) || wants_grad(bias)))
+    return RowNormFn::apply(x, weight, bias, m, center, divisor, eps, inside, C, k, mean_path, var_path);
+  // Nothing to differentiate (evaluation, no_grad, inference_mode): the forward kernel alone, without
+  // an autograd node and its saved state.
+  const int64_t H = x.size(-1);
+  const auto contig = [](const std::optional<Tensor>& t) {
+    return t.has_value() && t->defined() ? std::optional<Tensor>(t->contiguous()) : std::nullopt;
+  };
+  return shaped_as(std::get<0>(rownorm_forward(rows_of(x, H), contig(weight), contig(bias), m, center, divisor,
+                                               eps, inside, C, k)), x);
 }
 
 }  // namespace
