@@ -5,7 +5,8 @@
 For each shape: forward + backward time (input, gain and bias gradients, via autograd.grad so no
 gradient accumulation is timed) as a ratio to eager F.layer_norm with gain and bias on the same
 input, in the same process; fp32 on CPU, and on CUDA when a GPU is present.  Timings are taken in
-interleaved blocks (baseline, then each candidate, every round; the fastest call of each block),
+interleaved blocks (every candidate and the baseline once per round, in an order that rotates
+from round to round; the fastest call of each block),
 and the ratio is the median over rounds of the per-round ratios; "min-max" is their range, a noise
 gauge: on a machine busy with other work, prefer --cpu-time.
 
@@ -121,9 +122,12 @@ def bench_shape(shape, device, rounds, with_reference):
     xd = x.detach()
     cands["add"] = lambda: xd + g
     times = {n: [] for n in cands}
-    for _ in range(rounds):
-        for n, fn in cands.items():
-            times[n].append(block_time(fn, device))
+    names = list(cands)
+    for r in range(rounds):
+        # The order rotates every round, so that no candidate always follows the same one (whose
+        # leftovers in the caches and the allocator would then bias it the same way every round).
+        for n in names[r % len(names):] + names[:r % len(names)]:
+            times[n].append(block_time(cands[n], device))
     base = times["F.layer_norm"]
     # Per-round ratios (baseline and candidate timed moments apart) cancel slow drift; their median
     # resists rounds disturbed by other work.  Their range is the noise gauge.
