@@ -54,9 +54,10 @@ API
 
 Speed.  On CPU (float32/float64) a fused C++ kernel with a hand-derived backward (fast.py) is built
 on first use (about 20 s, cached under $TORCH_EXTENSIONS_DIR or ~/.cache/torch_extensions) so that
-no variant costs more than a fused LayerNorm; elsewhere, or if it cannot be built, the torch-ops
-formulas in reference.py run, with identical results.  Higher-order gradients need the reference
-path (the fused backward is once-differentiable).
+no variant costs more than a fused LayerNorm; elsewhere, or if it cannot be built, layernorm and
+layernorm_simple with torch's statistic run F.layer_norm (and rmsnorm F.rms_norm on CUDA; builtin.py),
+the rest the torch-ops formulas in reference.py, with identical results.  Higher-order gradients
+need the reference path (the fused backward is once-differentiable).
 """
 from .config import NormConfig, norm_factory
 from .spec import VARIANTS, NormSpec, resolve

@@ -20,7 +20,8 @@ cached under torch's extension root ($TORCH_EXTENSIONS_DIR, default ~/.cache/tor
 keyed by a hash of the sources, flags and torch version, so it is built once per machine and torch.
 If anything fails (no compiler, unusual platform) `available()` is False, a warning says why, and
 modules use the reference path.  The kernel covers contiguous-able float32/float64 CPU tensors;
-everything else (CUDA, half precision) takes the reference path.  It is once-differentiable: a
+everything else (CUDA, half precision) takes torch's kernel where the formula is torch's
+(builtin.py), else the reference path.  It is once-differentiable: a
 backward with create_graph=True through it raises; the reference path supports higher orders.
 """
 from __future__ import annotations

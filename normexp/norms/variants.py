@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from . import fast, reference
+from .builtin import torch_kernel
 from .spec import NormSpec, resolve
 
 
@@ -33,8 +34,9 @@ class RowNorm(nn.Module):
 
     The statistics and the gradient paths come from `spec` (see `spec.NormSpec`).  Gain is
     initialised to ones and bias to zeros, as in all three papers.  CPU float32/float64 inputs use
-    the fused kernel (`fast`), everything else the torch-ops formula (`reference`); both compute
-    the same function and the same gradient.
+    the fused kernel (`fast`); elsewhere the variants whose formula is torch's use torch's kernel
+    (`builtin`), the others the torch-ops formula (`reference`).  All compute the same function and
+    the same gradient.
     """
 
     def __init__(self, dim: int, spec: NormSpec):
@@ -44,6 +46,7 @@ class RowNorm(nn.Module):
         self.weight = nn.Parameter(torch.empty(dim)) if spec.gain else None
         self.bias = nn.Parameter(torch.empty(dim)) if spec.bias else None
         self._fused_args = fast.op_args(spec, dim)
+        self._torch_kernels = {d: torch_kernel(spec, dim, d) for d in ("cpu", "cuda")}
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -58,6 +61,9 @@ class RowNorm(nn.Module):
         w, b = self.weight, self.bias  # read once: each parameter lookup costs about 1 us
         if fast.supports(x, w, b):
             return fast.rownorm(x, w, b, self._fused_args)
+        kernel = self._torch_kernels.get(x.device.type)
+        if kernel is not None:
+            return kernel(x, w, b)
         return reference.normalize(x, self.spec, w, b)
 
     def extra_repr(self) -> str:
