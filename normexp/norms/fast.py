@@ -19,7 +19,7 @@ Build: compiled on first use with the system C++ compiler against torch's header
 cached under torch's extension root ($TORCH_EXTENSIONS_DIR, default ~/.cache/torch_extensions),
 keyed by a hash of the sources, flags and torch version, so it is built once per machine and torch.
 If anything fails (no compiler, unusual platform) `available()` is False, a warning says why, and
-modules use the reference path.  The kernel covers contiguous-able float32/float64 CPU tensors;
+modules use the torch paths (builtin.py, reference.py).  The kernel covers contiguous-able float32/float64 CPU tensors;
 everything else (CUDA, half precision) takes torch's kernel where the formula is torch's
 (builtin.py), else the reference path.  It is once-differentiable: a
 backward with create_graph=True through it raises; the reference path supports higher orders.
@@ -102,7 +102,7 @@ def supports(x: Tensor, weight: Optional[Tensor] = None, bias: Optional[Tensor] 
     return (x.is_cpu and x.dtype in _FLOATS and x.numel() > 0 and not x.is_nested
             and (weight is None or (weight.is_cpu and weight.dtype == x.dtype))
             and (bias is None or (bias.is_cpu and bias.dtype == x.dtype))
-            # under torch.compile the reference formula is traced and fused by the compiler instead
+            # under torch.compile the torch formula (builtin or reference) is traced and fused instead
             and not torch.compiler.is_compiling() and available())
 
 
