@@ -119,20 +119,23 @@ void backward_row(const T* g, const T* s, const T* st, const T* w, T* dx, T* dw,
     if constexpr (SAVED_Y) return io.ld(s + j);
     else return (io.ld(s + j) - mean) * r;
   };
-  auto gy_at = [&](auto io, int64_t j, auto y) {
-    auto gy = io.ld(g + j);
-    if constexpr (W) gy = gy * io.ld(w + j);
-    if constexpr (ADA) gy = gy * (C * (T(1) - k * y));
-    return gy;
+  // gy from the loaded upstream gradient gv (loaded once per element: after the store to dw, which
+  // may alias it, the compiler would load it again; raw backward 0.89-1.03 of that, 0.95-0.97 at 128).
+  auto gy_of = [&](auto io, int64_t j, auto gv, auto y) {
+    if constexpr (W) gv = gv * io.ld(w + j);
+    if constexpr (ADA) gv = gv * (C * (T(1) - k * y));
+    return gv;
   };
+  auto gy_at = [&](auto io, int64_t j, auto y) { return gy_of(io, j, io.ld(g + j), y); };
   // One pass from memory for both row sums and the gain/bias gradients.
   T sg = 0, sgy = 0;
   if (c.mean_path || c.var_path || DW || DB) {
     std::tie(sg, sgy) = sum2_row<T>(H, [&](auto io, int64_t j) {
       const auto y = y_at(io, j);
-      const auto gy = gy_at(io, j, y);
-      if constexpr (DW) io.st(dw + j, io.ld(dw + j) + io.ld(g + j) * y);
-      if constexpr (DB) io.st(db + j, io.ld(db + j) + io.ld(g + j));
+      const auto gv = io.ld(g + j);
+      const auto gy = gy_of(io, j, gv, y);
+      if constexpr (DW) io.st(dw + j, io.ld(dw + j) + gv * y);
+      if constexpr (DB) io.st(db + j, io.ld(db + j) + gv);
       return std::pair{gy, gy * y};
     });
   }
