@@ -6,11 +6,11 @@ For each shape: forward + backward time (input, gain and bias gradients, via aut
 gradient accumulation is timed) as a ratio to eager F.layer_norm with gain and bias on the same
 input, in the same process; fp32 on CPU, and on CUDA when a GPU is present.  Each candidate is
 timed in alternation with the baseline (baseline, candidate, baseline, ... 5 times each; the
-fastest call of each), so that the two times of a ratio are taken milliseconds apart; every round
-times every candidate so, in an order that rotates from round to round (and RMSNorm against our
-LayerNorm the same way, for the RMSNorm paper's claim).  The ratio is the median
-over rounds; "min-max" is their range, a noise gauge: on a machine busy with other work, prefer
---cpu-time.
+fastest call of each), so that the two times of a ratio are taken milliseconds apart.  Every round
+times every candidate so, in an order that rotates from round to round, and RMSNorm against our
+LayerNorm the same way (the "paired" line: the RMSNorm paper's claim; the "vs our LN" column is a
+ratio of two medians, noisier).  The ratio is the median over rounds; "min-max" is their range, a
+noise gauge: on a machine busy with other work, prefer --cpu-time.
 
 Also printed:
   floor     the memory-traffic floor of a fused norm: forward reads x and writes y, backward reads

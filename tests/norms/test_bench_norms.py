@@ -17,7 +17,8 @@ def test_bench_norms_reports_every_variant_with_its_error_and_floor():
     sections = proc.stdout.split("\n## ")[1:]
     assert [s.split(":")[0] for s in sections] == ["cpu fp32 8192x512", "cpu fp32 4096x1024", "cpu fp32 32768x128"]
     for section in sections:
-        rows = {line.split()[0]: line.split() for line in section.splitlines()[2:] if line and not line.startswith(("add", "targets"))}
+        rows = {line.split()[0]: line.split() for line in section.splitlines()[2:]
+                if line and not line.startswith(("add", "targets"))}
         assert set(rows) >= {"F.layer_norm", "F.rms_norm", *VARIANTS}
         for name in ROWWISE:
             # variant, ratio, min-max, floor, vs our LN, torch-ops, err, saved MB, extra MB

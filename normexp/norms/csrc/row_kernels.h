@@ -120,7 +120,7 @@ void backward_row(const T* g, const T* s, const T* st, const T* w, T* dx, T* dw,
     else return (io.ld(s + j) - mean) * r;
   };
   // gy from the loaded upstream gradient gv (loaded once per element: after the store to dw, which
-  // may alias it, the compiler would load it again; raw backward 0.89-1.03 of that, 0.95-0.97 at 128).
+  // may alias it, the compiler would load it again; raw backward 0.89-1.03 of that, 0.90-0.97 at 128).
   auto gy_of = [&](auto io, int64_t j, auto gv, auto y) {
     if constexpr (W) gv = gv * io.ld(w + j);
     if constexpr (ADA) gv = gv * (C * (T(1) - k * y));
