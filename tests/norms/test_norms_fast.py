@@ -53,6 +53,29 @@ def test_fast_matches_reference(name, convention):
             torch.testing.assert_close(a.double(), e, rtol=1e-5, atol=1e-5 * float(scale))
 
 
+@pytest.mark.parametrize("name", ["layernorm", "adanorm", "detach_mean"])
+def test_fast_statistics_when_row_means_jump(name):
+    """The forward sums each row about the previous row's mean in one pass and sums again about its
+    own mean when the two are far apart: rows whose means jump by ~30 std from row to row (each
+    summed again; without that, the one-pass variance loses about 3 digits), then rows that share
+    an offset of 20 std (the one pass alone), both within 1e-5 of the float64 formula."""
+    if not fast.available():
+        pytest.skip("kernel unavailable")
+    torch.manual_seed(7)
+    spec = resolve(name)
+    R, H = 3000, 96
+    offsets = torch.cat([torch.randn(R // 2, 1) * 30, torch.full((R - R // 2, 1), 20.0)])
+    x = torch.randn(R, H) + offsets
+    w = torch.rand(H) + 0.5 if spec.gain else None
+    b = torch.randn(H) if spec.bias else None
+    g = torch.randn(R, H)
+    d = lambda t: None if t is None else t.double()  # noqa: E731
+    want = run(reference.normalize, d(x), spec, d(w), d(b), d(g))
+    got = run(fast.normalize, x, spec, w, b, g)
+    for a, e in zip(got, want):
+        torch.testing.assert_close(a.double(), e, rtol=1e-5, atol=1e-5 * float(e.abs().max()))
+
+
 def test_module_uses_the_fast_path_on_cpu_only_for_float(monkeypatch):
     calls, real = [], fast.rownorm
     monkeypatch.setattr(fast, "rownorm", lambda x, *a: calls.append(x.dtype) or real(x, *a))
