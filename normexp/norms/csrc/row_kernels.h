@@ -38,13 +38,6 @@ struct Stat {
   T inv_m = T(1) / T(m), inv_div = T(1) / divisor;
 };
 
-// Rows of at most this many bytes go through the forward two at a time: each row's statistics are
-// a chain of dependent steps (sum, squared deviations, 1/s) as long as the row's memory traffic,
-// and two rows' chains overlap.  A/B of the LayerNorm forward, two rows against one (1 and 2
-// threads, 11 rounds, six runs): 0.74-0.94 at 128 floats; 0.80-1.06 at 256; 1.17-1.45 (slower)
-// at 512 and 1024.
-constexpr int64_t kPairRowBytes = 512;
-
 // The two-pass statistic of one row about `mean` (updated by its rounding, to second order):
 // returns sum((x - mean)^2) - sum(x - mean)^2 / m.  Kept out of line: rarely taken.
 template <typename T>
@@ -58,10 +51,14 @@ __attribute__((noinline)) T refine_row(const T* x, int64_t m, T& mean, T inv_m) 
   return ss - sd * sd * inv_m;
 }
 
-// NR (1 or 2) consecutive rows of x (stride H) into y, their (mean, r, vc) into st.  `shift`: the
-// mean of the row before (0 for a task's first row), updated to the last of these rows' mean.
-template <typename T, int NR>
-void forward_rows(const T* x, T* y, T* st, const T* w, const T* b, const Stat<T>& c, bool nt, T& shift) {
+// One row x into y, its (mean, r, vc) into st.  `shift`: the mean of the row before (0 for a
+// task's first row), updated to this row's.  Rows go one at a time: with the statistics in one
+// pass, pairs of rows whose passes interleave (this function's earlier form, for rows of up to
+// 512 bytes) were no faster.  One row at a time against pairs, ABBA, 11 rounds, at 128 floats:
+// forward 0.72-0.89 on one thread, 0.99-1.04 on two; fwd+bwd 0.89-0.96 and 0.92-1.02; at 512 and
+// 1024 floats (pairs not used there either) 0.96-1.02.
+template <typename T>
+void forward_row(const T* x, T* y, T* st, const T* w, const T* b, const Stat<T>& c, bool nt, T& shift) {
   const int64_t H = c.H, m = c.m;
   // One pass for both statistics: sums of d = x - shift and d^2, then mean = shift + sum(d) / m and
   // the corrected two-pass formula v = (sum(d^2) - sum(d)^2 / m) / D, exact for any shift.  Its
@@ -73,52 +70,43 @@ void forward_rows(const T* x, T* y, T* st, const T* w, const T* b, const Stat<T>
   // 0.93-0.99 on two.  Error against float64 the same or smaller (rows offset by 1e4: 1.3e-4
   // relative, was 3.3e-4).
   const T sh = c.center ? shift : T(0);
-  const auto sums = sum2_rows<T, NR>(m, [&](auto io, int64_t j, auto r) {
-    auto d = io.ld(x + r * H + j) - sh;
+  const auto [ss, sd] = sum2_row<T>(m, [&](auto io, int64_t j) {
+    auto d = io.ld(x + j) - sh;
     return std::pair{d * d, d};
   });
-  T mean[NR], rs[NR];
-  for (int row = 0; row < NR; ++row) {
-    auto [ss, sd] = sums[row];
-    T dev2 = ss;
-    mean[row] = T(0);
-    if (c.center) {
-      mean[row] = sh + sd * c.inv_m;
-      dev2 = ss - sd * sd * c.inv_m;
-      if (__builtin_expect(dev2 < T(0.25) * ss, 0))  // rho > 3: sum again about the mean just found
-        dev2 = refine_row(x + row * H, m, mean[row], c.inv_m);
-    }
-    const T v = std::max(dev2, T(0)) * c.inv_div;
-    T r, vc;
-    if (c.inside) {
-      r = T(1) / std::sqrt(v + c.eps);
-      vc = r;
-    } else {
-      const T s = std::sqrt(v);
-      r = T(1) / (s + c.eps);
-      vc = s > T(0) ? T(1) / s : T(0);  // a constant row has no variance gradient (0/0 -> 0)
-    }
-    st[3 * row] = mean[row];
-    st[3 * row + 1] = rs[row] = r;
-    st[3 * row + 2] = vc;
+  T mean = T(0), dev2 = ss;
+  if (c.center) {
+    mean = sh + sd * c.inv_m;
+    dev2 = ss - sd * sd * c.inv_m;
+    if (__builtin_expect(dev2 < T(0.25) * ss, 0))  // rho > 3: sum again about the mean just found
+      dev2 = refine_row(x, m, mean, c.inv_m);
+    shift = mean;
   }
-  shift = mean[NR - 1];
-  // One pass writes all NR rows; the variant's form is chosen outside the loop.
-  auto emit = [&](auto value) {
-    for_row<T>(H, [&](auto io, int64_t j) {
-      each_row<NR>([&](auto row) { io.out(y + row * H + j, value(io, j, row)); });
-    }, nt);
-  };
-  auto y_at = [&](auto io, int64_t j, auto row) { return (io.ld(x + row * H + j) - mean[row]) * rs[row]; };
+  const T v = std::max(dev2, T(0)) * c.inv_div;
+  T r, vc;
+  if (c.inside) {
+    r = T(1) / std::sqrt(v + c.eps);
+    vc = r;
+  } else {
+    const T s = std::sqrt(v);
+    r = T(1) / (s + c.eps);
+    vc = s > T(0) ? T(1) / s : T(0);  // a constant row has no variance gradient (0/0 -> 0)
+  }
+  st[0] = mean;
+  st[1] = r;
+  st[2] = vc;
+  // The variant's form is chosen outside the loop.
+  auto emit = [&](auto value) { for_row<T>(H, [&](auto io, int64_t j) { io.out(y + j, value(io, j)); }, nt); };
+  auto y_at = [&](auto io, int64_t j) { return (io.ld(x + j) - mean) * r; };
   const T C = c.C, k = c.k;
   if (k != T(0))
-    emit([&](auto io, int64_t j, auto row) { auto t = y_at(io, j, row); return C * (T(1) - k * t) * t; });
+    emit([&](auto io, int64_t j) { auto t = y_at(io, j); return C * (T(1) - k * t) * t; });
   else if (w && b)
-    emit([&](auto io, int64_t j, auto row) { return y_at(io, j, row) * io.ld(w + j) + io.ld(b + j); });
+    emit([&](auto io, int64_t j) { return y_at(io, j) * io.ld(w + j) + io.ld(b + j); });
   else if (w)
-    emit([&](auto io, int64_t j, auto row) { return y_at(io, j, row) * io.ld(w + j); });
+    emit([&](auto io, int64_t j) { return y_at(io, j) * io.ld(w + j); });
   else
-    emit([&](auto io, int64_t j, auto row) { return y_at(io, j, row); });
+    emit([&](auto io, int64_t j) { return y_at(io, j); });
 }
 
 template <typename T>

@@ -1,10 +1,9 @@
 // Vector and memory helpers for the row kernels (row_kernels.h): 32-byte vectors written once as
-// generic lambdas over a row, horizontal and multi-row sums, aligned scratch rows, software
+// generic lambdas over a row, horizontal and row sums, aligned scratch rows, software
 // prefetch and streaming stores.  Plain C++ over raw pointers.
 #pragma once
 
 #include <algorithm>
-#include <array>
 #include <cstdint>
 #ifdef __AVX__
 #include <immintrin.h>
@@ -108,55 +107,8 @@ inline T hsum(typename Vec<T>::V v) {
   }
 }
 
-// f(r) for r = 0 .. NR-1 with r a compile-time constant (std::integral_constant), so that per-row
-// arrays indexed by r stay in registers: a plain loop over rows was not unrolled and cost 10-20%.
-template <int NR, typename F>
-inline void each_row(F f) {
-  [&]<int... R>(std::integer_sequence<int, R...>) {
-    (f(std::integral_constant<int, R>{}), ...);
-  }(std::make_integer_sequence<int, NR>{});
-}
-
-// Sums of f(io, j, r).first and .second over the rows r < NR (1 or 2) at once, with 4 / NR
-// independent vector accumulators per row and sum: the rows are in L1 by then, so a single
-// accumulator would serialize on the add latency; two rows' chains interleave.
-template <typename T, int NR, typename F>
-inline std::array<std::pair<T, T>, NR> sum2_rows(int64_t n, F f) {
-  using V = typename Vec<T>::V;
-  constexpr int64_t N = Vec<T>::n;
-  constexpr int U = 4 / NR;
-  V a[NR][U] = {}, b[NR][U] = {};
-  int64_t j = 0;
-  for (; j + U * N <= n; j += U * N)
-    for (int u = 0; u < U; ++u)
-      each_row<NR>([&](auto r) {
-        auto [p, q] = f(Vec<T>{}, j + u * N, r);
-        a[r][u] += p;
-        b[r][u] += q;
-      });
-  for (; j + N <= n; j += N)
-    each_row<NR>([&](auto r) {
-      auto [p, q] = f(Vec<T>{}, j, r);
-      a[r][0] += p;
-      b[r][0] += q;
-    });
-  auto fold = [](const V* v) {
-    if constexpr (U == 4) return (v[0] + v[1]) + (v[2] + v[3]);
-    else if constexpr (U == 2) return v[0] + v[1];
-    else return v[0];
-  };
-  std::array<std::pair<T, T>, NR> out;
-  each_row<NR>([&](auto r) { out[r] = {hsum<T>(fold(a[r])), hsum<T>(fold(b[r]))}; });
-  for (; j < n; ++j)
-    each_row<NR>([&](auto r) {
-      auto [p, q] = f(Sca<T>{}, j, r);
-      out[r].first += p;
-      out[r].second += q;
-    });
-  return out;
-}
-// The same for one row, f(io, j).  The backward keeps this plain form: routed through sum2_rows
-// (with NR = 1) RMSNorm's backward ran 1.3-1.8x slower, for a reason not pinned down.
+// Sums of f(io, j).first and .second over a row, with 4 independent vector accumulators per sum:
+// with a single accumulator each sum would be a chain of dependent adds, one add latency per vector.
 template <typename T, typename F>
 inline std::pair<T, T> sum2_row(int64_t n, F f) {
   using V = typename Vec<T>::V;

@@ -49,17 +49,10 @@ std::tuple<Tensor, Tensor> rownorm_forward(const Tensor& x, const std::optional<
     const bool nt = stream_output(Y, R, H, sizeof(T));
     at::parallel_for(0, R, row_grain(H), [&](int64_t r0, int64_t r1) {
       const int64_t ahead = forward_rows_ahead(H, sizeof(T));
-      int64_t i = r0;
       T shift = 0;
-      if (H * int64_t(sizeof(T)) <= kPairRowBytes)
-        for (; i + 1 < r1; i += 2) {
-          prefetch_ahead(i, ahead, r1, H, X);
-          prefetch_ahead(i + 1, ahead, r1, H, X);
-          forward_rows<T, 2>(X + i * H, Y + i * H, S + 3 * i, Wp, Bp, c, nt, shift);
-        }
-      for (; i < r1; ++i) {
+      for (int64_t i = r0; i < r1; ++i) {
         prefetch_ahead(i, ahead, r1, H, X);
-        forward_rows<T, 1>(X + i * H, Y + i * H, S + 3 * i, Wp, Bp, c, nt, shift);
+        forward_row<T>(X + i * H, Y + i * H, S + 3 * i, Wp, Bp, c, nt, shift);
       }
       fence(nt);
     });
