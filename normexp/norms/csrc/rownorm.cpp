@@ -1,5 +1,6 @@
 // The fused CPU op of normexp.norms: the row loops of row_kernels.h over (rows, H) tensors,
 // split across threads, with the gain/bias gradient reductions and the autograd node.
+#include "narrow_rows.h"
 #include "row_kernels.h"
 
 #include <ATen/Parallel.h>
@@ -91,9 +92,21 @@ void backward_rows(const T* G, const T* Sv, const T* St, const T* Wp, T* DX, T* 
     for (int64_t ch = c0; ch < c1; ++ch) {
       const int64_t lo = R * ch / chunks, hi = R * (ch + 1) / chunks;
       for (int64_t i0 = lo; i0 < hi; i0 += kBlock) {
+        const int64_t i1 = std::min(hi, i0 + kBlock);
+#ifdef __AVX512F__
+        if constexpr (std::is_same_v<T, float> && W && DW && !ADA && !SAVED_Y) {
+          if (const int nv = narrow_vectors(H, c.m)) {  // gain sums in registers (narrow_rows.h)
+            auto run = [&](auto NV) {
+              backward_narrow<NV(), DB>(G + i0 * H, Sv + i0 * H, St + 3 * i0, Wp, DX + i0 * H, &part_w[ch * H],
+                                        DB ? &part_b[ch * H] : nullptr, i1 - i0, hi - i0, ahead, c, nt);
+            };
+            if (nv == 8) run(std::integral_constant<int, 8>{}); else run(std::integral_constant<int, 4>{});
+            continue;
+          }
+        }
+#endif
         bw.zero();
         bb.zero();
-        const int64_t i1 = std::min(hi, i0 + kBlock);
         for (int64_t i = i0; i < i1; ++i) {
           prefetch_ahead(i, ahead, hi, H, G, Sv);
           backward_row<T, W, ADA, SAVED_Y, DW, DB>(G + i * H, Sv + i * H, St + 3 * i, Wp,
