@@ -1,5 +1,6 @@
 """Fused CPU path: a small C++ kernel (csrc/: row loops in row_kernels.h and row_vec.h, the gain's
-backward for rows of 64 and 128 floats in narrow_rows.h, the op in rownorm.cpp) with a hand-derived backward, both in one C++ autograd op (`torch.ops.normexp_norms.rownorm`).
+backward for rows of 64 and 128 floats in narrow_rows.h, the op in rownorm.cpp) with a hand-derived
+backward, both in one C++ autograd op (`torch.ops.normexp_norms.rownorm`).
 
 Why: on CPU every variant written in torch ops costs 2.5-6x a fused LayerNorm (each op is a full
 pass over memory), so the choice of variant would change the cost of an experiment.  One fused
