@@ -67,7 +67,8 @@ void forward_row(const T* x, T* y, T* st, const T* w, const T* b, const Stat<T>&
   // from the shift) is summed again about its own mean, which is the two-pass formula and costs
   // that row one more pass from L1 (when every row needs it, as when consecutive rows' means
   // alternate 60 std apart, the LayerNorm forward takes 1.11-1.26x as long on two threads,
-  // 1.21-1.61x on one).  Without centering (RMS), the
+  // 1.21-1.61x on one).  The price: a row's output depends in its last bits on the row before it
+  // (which the batch and the thread split decide); for a fixed input and thread count it is fixed.  Without centering (RMS), the
   // plain mean square of x.  Against two passes (mean, then deviations), A/B in ABBA order, 11
   // rounds: LayerNorm forward 0.80-0.86 of their time on one thread, 0.92-0.97 on two; fwd+bwd
   // 0.93-0.99 on two.  Error against float64 the same or smaller (rows offset by 1e4: 1.3e-4
