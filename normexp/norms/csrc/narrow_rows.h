@@ -42,10 +42,7 @@ void backward_narrow(const float* g, const float* x, const float* st, const floa
   Z aw[NV] = {}, ab[NV] = {}, wv[NV];
   for (int u = 0; u < NV; ++u) wv[u] = ld(w + 16 * u);
   for (int64_t i = 0; i < n; ++i) {
-    if (ahead && i + ahead < lim) {
-      prefetch_row(g + (i + ahead) * H, H);
-      prefetch_row(x + (i + ahead) * H, H);
-    }
+    prefetch_ahead(i, ahead, lim, H, g, x);
     const float* gi = g + i * H;
     const float* xi = x + i * H;
     float* di = dx + i * H;

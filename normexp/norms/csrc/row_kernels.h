@@ -61,18 +61,18 @@ template <typename T>
 void forward_row(const T* x, T* y, T* st, const T* w, const T* b, const Stat<T>& c, bool nt, T& shift) {
   const int64_t H = c.H, m = c.m;
   // One pass for both statistics: sums of d = x - shift and d^2, then mean = shift + sum(d) / m and
-  // the corrected two-pass formula v = (sum(d^2) - sum(d)^2 / m) / D, exact for any shift.  Its
-  // rounding error grows by 1 + rho, rho = (shift - mean)^2 / v: the previous row's mean keeps rho
-  // small when consecutive rows have similar means; a row with rho > 3 (mean more than sqrt(3) std
-  // from the shift) is summed again about its own mean, which is the two-pass formula and costs
+  // the corrected two-pass formula v = (sum(d^2) - sum(d)^2 / m) / D, exact for any shift.  Without
+  // centering (RMS), the plain mean square of x.  Against two passes (mean, then deviations), A/B
+  // in ABBA order, 11 rounds: LayerNorm forward 0.80-0.86 of their time on one thread, 0.92-0.97 on
+  // two; fwd+bwd 0.93-0.99 on two.  Error against float64 the same or smaller (rows offset by 1e4:
+  // 1.3e-4 relative, was 3.3e-4).
+  // The rounding error grows by 1 + rho, rho = (shift - mean)^2 / v: the previous row's mean keeps
+  // rho small when consecutive rows have similar means; a row with rho > 3 (mean more than sqrt(3)
+  // std from the shift) is summed again about its own mean, which is the two-pass formula and costs
   // that row one more pass from L1 (when every row needs it, as when consecutive rows' means
   // alternate 60 std apart, the LayerNorm forward takes 1.11-1.26x as long on two threads,
   // 1.21-1.61x on one).  The price: a row's output depends in its last bits on the row before it
-  // (which the batch and the thread split decide); for a fixed input and thread count it is fixed.  Without centering (RMS), the
-  // plain mean square of x.  Against two passes (mean, then deviations), A/B in ABBA order, 11
-  // rounds: LayerNorm forward 0.80-0.86 of their time on one thread, 0.92-0.97 on two; fwd+bwd
-  // 0.93-0.99 on two.  Error against float64 the same or smaller (rows offset by 1e4: 1.3e-4
-  // relative, was 3.3e-4).
+  // (which the batch and the thread split decide); for a fixed input and thread count it is fixed.
   const T sh = c.center ? shift : T(0);
   const auto [ss, sd] = sum2_row<T>(m, [&](auto io, int64_t j) {
     auto d = io.ld(x + j) - sh;
