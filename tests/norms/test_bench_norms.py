@@ -32,3 +32,13 @@ def test_bench_norms_reports_every_variant_with_its_error_and_floor():
         paired = section.split("rmsnorm / our layernorm, paired: ")[1].split()[0]
         assert float(paired) > 0
         assert "targets (CPU" in section
+
+
+def test_bench_norms_takes_other_shapes_and_names_a_bad_one():
+    run = [sys.executable, str(ROOT / "scripts" / "bench_norms.py"), "--rounds", "1", "--shapes"]
+    proc = subprocess.run([*run, "300x64,7x16"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [s.split(":")[0] for s in proc.stdout.split("\n## ")[1:]] == ["cpu fp32 300x64", "cpu fp32 7x16"]
+    for bad in ("300by64", "300x8"):
+        proc = subprocess.run([*run, bad], capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 2 and "expected ROWSxH" in proc.stderr and bad in proc.stderr
