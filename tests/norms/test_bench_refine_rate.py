@@ -29,7 +29,8 @@ def test_rule_flags_rows_far_from_the_previous_rows_mean():
 
 
 def test_counts_the_norm_sites_of_a_real_training_run(tmp_path):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # Run from tmp_path (nothing lands in the repo), so a relative data root (CI's ../shared/data) is made absolute.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "NORMEXP_DATA_ROOT": os.path.abspath(os.environ["NORMEXP_DATA_ROOT"])}
     proc = subprocess.run([sys.executable, str(SCRIPT), "experiment=tiny/ptb", "norm=layernorm", "logger=console",
                            "trainer.progress=false", f"hydra.run.dir={tmp_path}"],
                           capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
