@@ -30,12 +30,14 @@ def test_fast_matches_reference(name, convention):
     """float32 within 1e-5 relative of the float64 formula, for the outputs and every gradient;
     shapes cover vector tails (H = 130), many rows (gain/bias sums over blocks and threads), a
     non-contiguous input, the narrow-row backward (H = 64, 128), and outputs over the kernel's 4 MiB
-    streaming-store bound (H = 128, 256; H = 264, where pRMSNorm's statistic ends mid-vector)."""
+    streaming-store bound (H = 128, 256; H = 264, where pRMSNorm's statistic ends mid-vector), and the
+    wide-row backward, two rows at a time (H = 2050 with an odd row count; H = 2048 over the bound)."""
     if not fast.available():
         pytest.skip("kernel unavailable")
     torch.manual_seed(6)
     for shape, transpose in [((3, 7, 130), False), ((2000, 64), False), ((48, 96), True),
-                             ((8200, 128), False), ((4100, 256), False), ((4608, 264), False)]:
+                             ((8200, 128), False), ((4100, 256), False), ((4608, 264), False),
+                             ((37, 2050), False), ((520, 2048), False)]:
         H = shape[0] if transpose else shape[-1]
         spec = resolve(name, convention=convention)
         x = torch.randn(*shape) * 2 + 0.5

@@ -107,7 +107,13 @@ void backward_rows(const T* G, const T* Sv, const T* St, const T* Wp, T* DX, T* 
 #endif
         bw.zero();
         bb.zero();
-        for (int64_t i = i0; i < i1; ++i) {
+        int64_t i = i0;
+        if constexpr (W && DW && !ADA && !SAVED_Y)  // wide rows: two at a time (row_kernels.h)
+          if (H * int64_t(sizeof(T)) >= kWideRowBytes)
+            for (; i + 2 <= i1; i += 2)
+              backward_gain_rows<T, 2, DB>(G + i * H, Sv + i * H, St + 3 * i, Wp, DX + i * H, bw.data(), bb.data(),
+                                           c, nt);
+        for (; i < i1; ++i) {
           prefetch_ahead(i, ahead, hi, H, G, Sv);
           backward_row<T, W, ADA, SAVED_Y, DW, DB>(G + i * H, Sv + i * H, St + 3 * i, Wp,
                                                     DX + i * H, bw.data(), bb.data(), c, nt);
