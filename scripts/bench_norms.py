@@ -203,7 +203,7 @@ def main():
                              "work (wall-clock ratios there mostly measure the scheduler); CPU only")
     parser.add_argument("--shapes", type=shapes_arg, default=SHAPES,
                         help="comma-separated ROWSxH (default: the issue's three, 16 MiB each; smaller inputs stay "
-                             "in cache, where the work per element weighs more than the memory traffic)")
+                             "in cache, where per-call and per-element work weigh more than the memory traffic)")
     args = parser.parse_args()
     if args.cpu_time:
         global CLOCK
