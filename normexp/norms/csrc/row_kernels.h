@@ -179,6 +179,7 @@ void backward_row(const T* g, const T* s, const T* st, const T* w, T* dx, T* dw,
 // to 1024 floats; rows in flight side by side cost more than the scratch rows' L1 traffic).  Four
 // rows at a time: 1.04-1.56 there, and at 2048 and wider 0.74-1.11 of the backward against
 // 0.79-1.08 for pairs.
+constexpr int64_t kWideRowBytes = 8192;
 template <typename T, int K, bool DB>
 void backward_gain_rows(const T* g, const T* x, const T* st, const T* w, T* dx, T* dw, T* db,
                         const Grad<T>& c, bool nt) {
@@ -218,6 +219,5 @@ void backward_gain_rows(const T* g, const T* x, const T* st, const T* w, T* dx, 
   second(0, m, true, nt);
   second(m, H - m, false, nt && m % Vec<T>::n == 0);
 }
-constexpr int64_t kWideRowBytes = 8192;
 
 }  // namespace normexp_rows
