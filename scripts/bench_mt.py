@@ -12,7 +12,7 @@ What each number times: fairseq's ``wps`` is its own meter (target tokens over t
 data loading included); ours is the run record's ``units_per_s`` (target tokens over the time spent in update steps),
 printed also with the time our loader takes to collate the same batches added back, so that the ratio is not flattered.
 Each repeat runs, back to back: fairseq-train as shipped, fairseq-train with our trainer's allocator setting (freed
-memory kept in the process, normexp/cpu_memory.py), and ours.  Printed: the best of the repeats for each (the machine
+memory kept in the process, normexp/engine/cpu_memory.py), and ours.  Printed: the best of the repeats for each (the machine
 may be shared) and the median of the per-repeat ratios (drift of a shared machine hits a repeat's three runs alike).
 """
 from __future__ import annotations
@@ -46,7 +46,7 @@ def fairseq_cmd(data: Path, a) -> list[str]:
 
 
 def ours_cmd(out: Path, a) -> list[str]:
-    return [sys.executable, "-m", "normexp.train", "experiment=tiny/iwslt14_deen", f"out_root={out}",
+    return [sys.executable, "-m", "normexp.cli.train", "experiment=tiny/iwslt14_deen", f"out_root={out}",
             f"hydra.run.dir={out}/run",
             "trainer.progress=false", "norm=layernorm", f"task.train='{SPLITS[0]}'", f"task.valid='{SPLITS[1]}'",
             f"task.test='{SPLITS[2]}'", f"task.max_tokens={a.max_tokens}", f"model.encoder_layers={a.layers}",
@@ -95,16 +95,16 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads for both (0: torch's default)")
     a = p.parse_args()
     os.environ.setdefault("NORMEXP_DATA_ROOT", str(REPO.parent / "shared" / "data"))
-    from normexp.cpu_memory import KEEP_UP_TO
+    from normexp.engine.cpu_memory import KEEP_UP_TO
     from normexp.models.fairseq_transformer import FairseqTransformerConfig
-    from normexp.tasks.translation import TranslationConfig, TranslationTask
+    from normexp.tasks.translation.task import TranslationConfig, TranslationTask
 
     task = TranslationTask(TranslationConfig(train=SPLITS[0], valid=SPLITS[1], test=SPLITS[2], max_tokens=a.max_tokens),
                            FairseqTransformerConfig(), seed=1)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if a.threads > 0:  # fairseq-train has no thread flag: torch reads OMP_NUM_THREADS at start-up
         env["OMP_NUM_THREADS"] = str(a.threads)
-    # Our trainer keeps freed memory in the process on CPU (normexp/cpu_memory.py); fairseq-train does not.  The
+    # Our trainer keeps freed memory in the process on CPU (normexp/engine/cpu_memory.py); fairseq-train does not.  The
     # second fairseq run gets the same allocator setting through glibc's environment variables: like for like.
     kept = {**env, "MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(KEEP_UP_TO)}
     collate = collate_seconds(task, a.updates)

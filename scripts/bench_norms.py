@@ -36,7 +36,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from normexp.cpu_memory import keep_freed_memory
+from normexp.engine.cpu_memory import keep_freed_memory
 from normexp.norms import VARIANTS, build_norm, fast, reference
 
 SHAPES = [(8192, 512), (4096, 1024), (32768, 128)]
@@ -209,7 +209,7 @@ def main():
         global CLOCK
         CLOCK = time.thread_time
         torch.set_num_threads(1)
-    # Repeated calls reuse warm pages, as a training process does (normexp.train sets the same): otherwise each call
+    # Repeated calls reuse warm pages, as a training process does (normexp.cli.train sets the same): otherwise each call
     # pays thousands of page faults, which differ between variants for reasons unrelated to them.
     allocator = keep_freed_memory()
     t = time.perf_counter()

@@ -52,7 +52,7 @@ def main() -> None:
         seen[site][1] += int(refined.sum())
 
     torch.nn.modules.module.register_module_forward_pre_hook(count)
-    from normexp.train import main as train  # after the hook: it is global, so any model built later is seen
+    from normexp.cli.train import main as train  # after the hook: it is global, so any model built later is seen
 
     try:
         train()

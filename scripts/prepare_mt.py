@@ -1,4 +1,4 @@
-"""Prepare the full-size MT training data (download + fairseq's prepare recipes); see normexp/tasks/mt_prepare.py.
+"""Prepare the full-size MT training data (download + fairseq's prepare recipes); see normexp/tasks/translation/prepare.py.
 
     python scripts/prepare_mt.py iwslt14_deen            # de-en.tgz → iwslt14_deen/{tokenized_lowercased,bpe10k}/
     python scripts/prepare_mt.py iwslt15_envi            # Stanford train.{en,vi}
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from normexp.tasks.files import DataError
-from normexp.tasks.mt_prepare import RECIPES, prepare_wmt14
+from normexp.tasks.translation.prepare import RECIPES, prepare_wmt14
 
 
 def main(argv: list[str] | None = None) -> int:

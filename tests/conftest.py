@@ -22,7 +22,7 @@ def _data_root():
     yield
 
 
-def run_cli(*overrides: str, module: str = "normexp.train", check: bool = True, env: dict | None = None,
+def run_cli(*overrides: str, module: str = "normexp.cli.train", check: bool = True, env: dict | None = None,
             timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """``python -m <module> <overrides>`` in a subprocess, as a user would type it."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}

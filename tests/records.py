@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from normexp.runs import RunRecord
+from normexp.records import RunRecord
 
 
 def make_record(task: str, norm: str, seed: int, value: Optional[float] = None, *, metric: str = "accuracy",

@@ -48,7 +48,7 @@ def test_a_failed_job_does_not_stop_the_sweep_and_shows_as_failed(tmp_path):
     assert statuses == ["completed", "failed"]
     failed = next(r for r in records_under(tmp_path) if r["status"] == "failed")
     assert "task.valid_size=0 must be between 1 and 59999" in failed["error"]
-    run_cli("table=adanorm_table1", f"root={tmp_path}", module="normexp.table_app")
+    run_cli("table=adanorm_table1", f"root={tmp_path}", module="normexp.cli.table")
     md = (tmp_path / "tables" / "adanorm_table1.md").read_text()
     assert "(n=1) [+1 failed]" in md
 

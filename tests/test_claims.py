@@ -1,10 +1,10 @@
 """The paper's claims on constructed records: holds / fails / not run per column, direction-aware, the paper's verdict."""
 import pytest
 
-from normexp.claims import ClaimSpec, claim_lines, evaluate
-from normexp.reproduce import load_table
-from normexp.stats import welch
-from normexp.tables import ColumnSpec, RowSpec, TableSpec, build_cells
+from normexp.analysis.claims import ClaimSpec, claim_lines, evaluate
+from normexp.cli.reproduce import load_table
+from normexp.analysis.stats import welch
+from normexp.analysis.tables import ColumnSpec, RowSpec, TableSpec, build_cells
 from tests.records import make_record
 
 LN_DEEN, ADA_DEEN = [35.4, 35.5, 35.6], [35.9, 36.0, 36.1]

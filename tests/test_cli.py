@@ -19,7 +19,7 @@ def test_a_run_writes_a_complete_record(tmp_path):
     assert rec["config"]["optim"]["lr"] == 1e-3 and rec["config"]["task"]["train_size"] == 600
     assert rec["versions"]["torch"] and rec["wall_time_s"] > 0 and rec["steps_per_s"] > 0
     assert rec["data"]["sizes"] == {"train": 600, "valid": 300, "test": 300}
-    assert rec["extra"]["device"] == "cpu" and rec["extra"]["cpu_allocator"]  # what normexp.cpu_memory did
+    assert rec["extra"]["device"] == "cpu" and rec["extra"]["cpu_allocator"]  # what normexp.engine.cpu_memory did
 
 
 def test_rerun_of_a_completed_run_does_nothing(tmp_path):
@@ -35,7 +35,7 @@ def test_multirun_then_table(tmp_path):
     records = records_under(tmp_path)
     assert sorted((r["norm"], r["seed"]) for r in records) == [("layernorm", 1), ("layernorm", 2), ("none", 1), ("none", 2)]
     assert all(r["status"] == "completed" for r in records)
-    proc = run_cli("table=adanorm_table1", f"root={tmp_path}", module="normexp.table_app")
+    proc = run_cli("table=adanorm_table1", f"root={tmp_path}", module="normexp.cli.table")
     md = (tmp_path / "tables" / "adanorm_table1.md").read_text()
     assert md in proc.stdout
     rows = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ") and "Model" not in line}
@@ -70,7 +70,7 @@ def test_diverged_run_is_a_result(tmp_path):
     run_cli(*SMALL, "trainer.loss_ceiling=0.5", f"out_root={tmp_path}")  # the first loss (~2.3) is above it
     rec = only_record(tmp_path)
     assert rec["status"] == "diverged" and rec["diverged_at_step"] == 1 and rec["test"] == {}
-    run_cli("table=adanorm_table1", f"root={tmp_path}", module="normexp.table_app")
+    run_cli("table=adanorm_table1", f"root={tmp_path}", module="normexp.cli.table")
     assert "| LayerNorm |" in (md := (tmp_path / "tables" / "adanorm_table1.md").read_text())
     assert "Diverge / 99.13" in md
 
@@ -103,7 +103,7 @@ def test_every_experiment_and_task_composes():
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from normexp.config import register_configs
+    from normexp.cli.config import register_configs
     from tests.conftest import REPO
 
     register_configs()

@@ -12,7 +12,7 @@ import pytest
 # until freed neighbours coalesce).
 PROBE = """
 import json, resource, sys, torch
-from normexp.cpu_memory import keep_freed_memory
+from normexp.engine.cpu_memory import keep_freed_memory
 done = keep_freed_memory() if sys.argv[1] == "keep" else "untouched"
 rss = lambda: int(open("/proc/self/statm").read().split()[1]) * 4096
 for _ in range(10):

@@ -13,7 +13,7 @@ def test_two_ranks_match_one_process_with_the_same_global_batch(tmp_path):
     run_cli(*RUN, "task.batch_size=128", f"hydra.run.dir={tmp_path / 'single'}")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
-                           "-m", "normexp.train", *RUN, "task.batch_size=64", f"hydra.run.dir={tmp_path / 'ddp'}"],
+                           "-m", "normexp.cli.train", *RUN, "task.batch_size=64", f"hydra.run.dir={tmp_path / 'ddp'}"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     single, ddp = only_record(tmp_path / "single"), only_record(tmp_path / "ddp")

@@ -1,6 +1,6 @@
 """The LayerNorm and RMSNorm papers' own small experiments: per-sample norms give each example the same output alone
 or in a batch (Ba et al.), LayerNorm is invariant to shifting and scaling its input while RMSNorm is invariant to
-scaling only (Zhang & Sennrich, papers.md §1.6), and the perm-MNIST preset runs end to end into its table."""
+scaling only (Zhang & Sennrich, docs/papers.md §1.6), and the perm-MNIST preset runs end to end into its table."""
 from __future__ import annotations
 
 import functools
@@ -10,7 +10,7 @@ import torch
 
 from normexp.models.mlp import MLP, MLPConfig
 from normexp.norms import VARIANTS, build_norm
-from normexp.tasks.mnist import MnistConfig, MnistTask
+from normexp.tasks.mnist.task import MnistConfig, MnistTask
 from tests.conftest import only_record, run_cli
 
 PER_SAMPLE = [v for v in VARIANTS if v != "batchnorm"]  # normalize each example with its own statistics
@@ -129,7 +129,7 @@ def test_perm_mnist_preset_runs_and_fills_its_table(tmp_path):
     assert record["steps"] == 250  # 1,000 images in batches of 4
     assert record["test"]["error"] == pytest.approx(100 - record["test"]["accuracy"])
     assert record["test"]["error"] < 30, "1,000 shuffled-pixel images should already teach the MLP most digits"
-    table = run_cli("table=ln_paper_batch_size", f"root={tmp_path}", "plots=false", module="normexp.table_app").stdout
+    table = run_cli("table=ln_paper_batch_size", f"root={tmp_path}", "plots=false", module="normexp.cli.table").stdout
     row = next(line for line in table.splitlines() if line.startswith("| BatchNorm |")).split("|")
     b128, b4, b1 = (cell.strip() for cell in row[2:5])
     assert b4.startswith(f"{record['test']['error']:.2f} ± 0.00 (n=1)") and b128.startswith("–") and b1.startswith("–")

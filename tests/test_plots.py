@@ -4,9 +4,9 @@ import math
 import pytest
 from matplotlib.image import imread
 
-from normexp.plots import convergence_figure, grad_stats_figure, mean_band, write_plots
-from normexp.reproduce import load_table
-from normexp.tables import build_cells
+from normexp.analysis.plots import convergence_figure, grad_stats_figure, mean_band, write_plots
+from normexp.cli.reproduce import load_table
+from normexp.analysis.tables import build_cells
 from tests.records import make_record
 
 

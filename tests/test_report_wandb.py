@@ -1,8 +1,9 @@
 """The table's summary W&B run, offline, read back from its files: grouping, the tables and the figures it holds."""
 import math
 
-from normexp.reproduce import load_table
-from normexp.tables import build_cells, table_rows, write_table
+from normexp.cli.reproduce import load_table
+from normexp.analysis.report import write_report
+from normexp.analysis.tables import build_cells, table_rows
 from tests.records import make_record, save_records
 from tests.wandb_files import logged_file, logged_table, read_offline_run
 
@@ -15,7 +16,7 @@ def test_summary_run_holds_the_table_claims_speed_and_figures(tmp_path, monkeypa
                for seed, value in enumerate(values, 1)]
     records += [make_record("wmt14_ende", "none", 1, status="diverged", metric="bleu")]
     root = save_records(tmp_path / "runs", records)
-    paths = write_table(spec, root, tmp_path / "out", profile="tiny", plots=True, wandb=True)
+    paths = write_report(spec, root, tmp_path / "out", profile="tiny", plots=True, wandb=True)
 
     [wandb_file] = list((tmp_path / "out" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert paths["wandb"] == wandb_file.parent

@@ -10,7 +10,7 @@ TINY = ("task.train_size=600", "task.valid_size=300", "task.test_size=300", "tra
 def test_sweep_builds_the_table_and_a_rerun_launches_nothing(tmp_path):
     args = ("table=adanorm_table1", "profile=tiny", "tasks=mnist", "norms=layernorm,none", "seeds=1,2",
             f"out_root={tmp_path}", *TINY)
-    first = run_cli(*args, module="normexp.reproduce")
+    first = run_cli(*args, module="normexp.cli.reproduce")
     assert "4 runs, 0 already finished, 4 to launch" in first.stdout
     records = records_under(tmp_path)
     assert sorted((r["norm"], r["seed"], r["profile"]) for r in records) == [
@@ -20,7 +20,7 @@ def test_sweep_builds_the_table_and_a_rerun_launches_nothing(tmp_path):
     assert md.count("(n=2)") == 2 and md in first.stdout
     stamps = sorted(p.stat().st_mtime_ns for p in tmp_path.rglob("run.json"))
 
-    second = run_cli(*args, module="normexp.reproduce")
+    second = run_cli(*args, module="normexp.cli.reproduce")
     assert "4 runs, 4 already finished, 0 to launch" in second.stdout
     assert "$ " not in second.stdout, "nothing may be launched"
     assert sorted(p.stat().st_mtime_ns for p in tmp_path.rglob("run.json")) == stamps
@@ -28,7 +28,7 @@ def test_sweep_builds_the_table_and_a_rerun_launches_nothing(tmp_path):
 
 def test_submitit_local_launcher_really_launches(tmp_path):
     proc = run_cli("table=adanorm_table1", "profile=tiny", "tasks=mnist", "norms=layernorm", "seeds=3",
-                   "launcher=submitit_local", f"out_root={tmp_path}", *TINY, module="normexp.reproduce")
+                   "launcher=submitit_local", f"out_root={tmp_path}", *TINY, module="normexp.cli.reproduce")
     assert "hydra/launcher=submitit_local" in proc.stdout
     [record] = records_under(tmp_path)
     assert record["status"] == "completed" and record["seed"] == 3
@@ -41,9 +41,9 @@ def test_every_tables_planned_runs_compose_in_both_profiles():
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from normexp.config import register_configs
-    from normexp.reproduce import load_table, plan
-    from normexp.runs import RunRecord
+    from normexp.cli.config import register_configs
+    from normexp.cli.reproduce import load_table, plan
+    from normexp.records import RunRecord
     from tests.conftest import REPO
 
     register_configs()
@@ -68,8 +68,8 @@ def test_every_tables_planned_runs_compose_in_both_profiles():
 def test_a_column_takes_only_its_own_experiments_records():
     """The re-centring sweep's centre-0 runs pass every filter of the batch-size table's B=128 column; their
     experiment name keeps them out of it, so the two sweeps can share one out_root."""
-    from normexp.reproduce import load_table
-    from normexp.runs import RunRecord
+    from normexp.cli.reproduce import load_table
+    from normexp.records import RunRecord
 
     column = load_table("ln_paper_batch_size").columns[0]
     config = {"task": {"batch_size": 128, "permute_pixels": True}, "model": {"name": "mlp", "weight_init_mean": 0.0}}
@@ -79,8 +79,8 @@ def test_a_column_takes_only_its_own_experiments_records():
 
 
 def test_a_finished_run_counts_only_for_the_overrides_it_ran_with():
-    from normexp.reproduce import set_by
-    from normexp.runs import RunRecord
+    from normexp.cli.reproduce import set_by
+    from normexp.records import RunRecord
 
     record = RunRecord(task="mnist", model="cnn", norm="layernorm", seed=1, name="tiny", profile="tiny",
                        config={"trainer": {"grad_stats": False, "max_epochs": 2}, "optim": {"lr": 0.001}})

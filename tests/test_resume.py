@@ -15,7 +15,7 @@ RUN = ("task.train_size=3000", "task.valid_size=500", "task.test_size=500", "tra
 
 def start(out_root):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "normexp.train", *RUN, f"out_root={out_root}"], cwd=REPO, env=env,
+    return subprocess.Popen([sys.executable, "-m", "normexp.cli.train", *RUN, f"out_root={out_root}"], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

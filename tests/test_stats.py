@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from normexp.stats import Comparison, describe, legend, mark, welch
+from normexp.analysis.stats import Comparison, describe, legend, mark, welch
 
 
 def t_sf_two_sided(t: float, df: float, steps: int = 20000) -> float:

@@ -4,9 +4,9 @@ import io
 
 import pytest
 
-from normexp.reproduce import load_table
-from normexp.stats import welch
-from normexp.tables import ColumnSpec, build_cells, to_csv, to_latex, to_markdown, write_table
+from normexp.cli.reproduce import load_table
+from normexp.analysis.stats import welch
+from normexp.analysis.tables import ColumnSpec, build_cells, to_csv, to_latex, to_markdown, write_table
 from tests.conftest import run_cli
 from tests.records import make_record, save_records
 
@@ -112,7 +112,7 @@ def test_table_app_writes_table_speed_table_and_figures(tmp_path):
     grads = [{"step": s, "sites": {"layers.0.norm": {"mean": 1e-4, "var": 1e-3 / s}}} for s in (10, 20)]
     records = [*seeds("mnist", "layernorm", LN, grad_stats=grads), *seeds("mnist", "adanorm", ADA, grad_stats=grads)]
     root = save_records(tmp_path / "runs", records)
-    proc = run_cli("table=adanorm_table3", f"root={root}", f"out_dir={tmp_path / 'out'}", module="normexp.table_app")
+    proc = run_cli("table=adanorm_table3", f"root={root}", f"out_dir={tmp_path / 'out'}", module="normexp.cli.table")
     out = tmp_path / "out"
     assert (out / "adanorm_table3.md").read_text() in proc.stdout
     assert (out / "adanorm_table3_speed.md").read_text() in proc.stdout

@@ -6,13 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from normexp.config import OptimConfig, TrainerConfig
+from normexp.cli.config import OptimConfig, TrainerConfig
 from normexp.norms import build_norm
-from normexp.runs import RunRecord
-from normexp.loggers import ConsoleLogger
+from normexp.records import RunRecord
+from normexp.engine.loggers import ConsoleLogger
 from normexp.tasks.base import Task
 from normexp.tasks.batching import ShuffledBatches
-from normexp.trainer import Trainer
+from normexp.engine.trainer import Trainer
 
 
 class Killed(Exception):

@@ -1,6 +1,6 @@
 """The MNIST CNN of the AdaNorm paper's MNIST column: 3 hidden layers, a norm after each.
 
-The paper gives only "a 3-layer CNN" (papers.md §2.1); the rest is our choice, documented here and in the README:
+The paper gives only "a 3-layer CNN" (docs/papers.md §2.1); the rest is our choice, documented here and in the README:
 conv(1→c1, 3×3) → norm → ReLU → 2×2 max-pool → conv(c1→c2, 3×3) → norm → ReLU → 2×2 max-pool → linear(c2·7·7 → h) →
 norm → ReLU → dropout → linear(h → 10). The norm sits on the summed inputs before the nonlinearity, as in Ba et al.
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from normexp.tasks.base import NormFactory
+from normexp.norms import NormFactory
 
 
 @dataclass

@@ -23,7 +23,7 @@ from typing import Optional
 from torch import nn
 
 from normexp.norms import swap_norms_with
-from normexp.tasks.base import NormFactory
+from normexp.norms import NormFactory
 
 INITS = ("fairseq", "km")
 

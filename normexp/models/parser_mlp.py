@@ -4,7 +4,7 @@ Input: a row of feature ids, word features first, then tag features, then label 
 embedding table; the embeddings are concatenated and go through ``layers`` hidden layers
 Linear → norm → activation → dropout, then a Linear to the transition scores.
 
-"3 layers" (the poster's "Model Layers" row for PTB, papers.md §2.1) is read as three hidden layers, each with a norm:
+"3 layers" (the poster's "Model Layers" row for PTB, docs/papers.md §2.1) is read as three hidden layers, each with a norm:
 the same reading as the MNIST column's "3-layer CNN" in this suite (three hidden layers, a norm after each).
 Chen & Manning's own parser has one hidden layer of 200 cube units; ``layers: 1`` with ``activation: cube`` is that.
 The norm sits on the summed inputs before the nonlinearity, as in Ba et al.
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from normexp.tasks.base import NormFactory
+from normexp.norms import NormFactory
 
 ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "cube": lambda x: x * x * x}
 

@@ -1,5 +1,5 @@
 """A Transformer encoder (Vaswani et al. 2017) pooled into a classifier: the model of the AdaNorm paper's RT and SST5
-columns ("a Transformer with a 4-layer encoder", papers.md §2.1; the rest is our choice, see the config comments).
+columns ("a Transformer with a 4-layer encoder", docs/papers.md §2.1; the rest is our choice, see the config comments).
 
 Each layer: self-attention and a ReLU feed-forward block, each inside a residual connection with a norm —
 post-norm (the original Transformer: ``x = norm(x + f(x))``) by default, or pre-norm (``x = x + f(norm(x))``, plus a
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from normexp.tasks.base import NormFactory
+from normexp.norms import NormFactory
 
 
 @dataclass

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from normexp.tasks.base import NormFactory
+from normexp.norms import NormFactory
 
 Mems = list[torch.Tensor]  # one [B, M, D] tensor per layer: the inputs that layer saw in earlier segments
 

@@ -22,7 +22,7 @@ s = sqrt(var + eps) for eps_mode="inside" or sqrt(var) + eps for "outside"; var 
 k = 0.1, p = 0.0625; layernorm has gain and bias, rmsnorm/prmsnorm a gain and (paper) a bias.
 All row-wise variants also take `convention`; `build_norm` rejects every other option.
 
-Conventions (papers.md §1): the papers and their official code disagree on the statistics.
+Conventions (docs/papers.md §1): the papers and their official code disagree on the statistics.
   convention="paper" (default), the written formulas: biased variance, eps = 1e-5 inside the sqrt
       (the papers write no eps; 1e-5 inside is torch's and the Theano LayerNorm lineage's),
       pRMSNorm m = ceil(p * H), rmsnorm/prmsnorm with bias (Eq. 4 keeps the neuron bias b).
@@ -59,10 +59,10 @@ layernorm_simple with torch's statistic run F.layer_norm (and rmsnorm F.rms_norm
 the rest the torch-ops formulas in reference.py, with identical results.  Higher-order gradients
 need the reference path (the fused backward is once-differentiable).
 """
-from .config import NormConfig, norm_factory
+from .config import NormConfig, NormFactory, norm_factory
 from .spec import VARIANTS, NormSpec, resolve
 from .swap import swap_norms, swap_norms_with
 from .variants import BatchNorm, NoNorm, RowNorm, build_norm
 
-__all__ = ["VARIANTS", "NormConfig", "NormSpec", "build_norm", "norm_factory", "resolve", "swap_norms",
+__all__ = ["VARIANTS", "NormConfig", "NormFactory", "NormSpec", "build_norm", "norm_factory", "resolve", "swap_norms",
            "swap_norms_with", "BatchNorm", "NoNorm", "RowNorm"]

@@ -10,6 +10,10 @@ from torch import nn
 from .spec import resolve
 from .variants import build_norm
 
+# A norm factory builds one normalization module for a feature size: ``norm(dim) -> nn.Module``. Models take one
+# and call it at every norm site; they never know which variant it builds.
+NormFactory = Callable[[int], nn.Module]
+
 
 @dataclass
 class NormConfig:
@@ -30,7 +34,7 @@ class NormConfig:
 _OPTION_FIELDS = tuple(f.name for f in fields(NormConfig) if f.name != "name")
 
 
-def norm_factory(cfg) -> Callable[[int], nn.Module]:
+def norm_factory(cfg) -> NormFactory:
     """A picklable `factory(dim) -> nn.Module` for the variant in `cfg`.
 
     `cfg` is a NormConfig or anything with the same attributes (e.g. an OmegaConf node).  The name

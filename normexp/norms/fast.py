@@ -32,7 +32,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -40,6 +39,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from ..atomic import atomic_path
 from .spec import NormSpec
 
 _CSRC = Path(__file__).with_name("csrc")
@@ -64,19 +64,15 @@ def _compile(out: Path) -> None:
     tag = hashlib.sha256("\0".join([*sources, cxx, torch.__version__, *flags]).encode())
     target = out / f"rownorm_{tag.hexdigest()[:16]}.so"
     if not target.exists():
-        out.mkdir(parents=True, exist_ok=True)
         # Build to a private name and rename: concurrent first uses (pytest-xdist, several jobs)
         # each build a complete library and the atomic rename leaves one valid file.
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=out)
-        os.close(fd)
-        cmd = [cxx, *flags, *[f"-I{p}" for p in ce.include_paths()], str(_SRC), "-o", tmp,
-               *[f"-L{p}" for p in libdirs], "-lc10", "-ltorch_cpu",
-               *[f"-Wl,-rpath,{p}" for p in libdirs]]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            os.unlink(tmp)
-            raise RuntimeError(f"compiling {_SRC.name} failed:\n{proc.stderr[-3000:]}")
-        os.replace(tmp, target)
+        with atomic_path(target, suffix=".so") as tmp:
+            cmd = [cxx, *flags, *[f"-I{p}" for p in ce.include_paths()], str(_SRC), "-o", str(tmp),
+                   *[f"-L{p}" for p in libdirs], "-lc10", "-ltorch_cpu",
+                   *[f"-Wl,-rpath,{p}" for p in libdirs]]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise RuntimeError(f"compiling {_SRC.name} failed:\n{proc.stderr[-3000:]}")
     torch.ops.load_library(str(target))
 
 

@@ -35,7 +35,7 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     "batchnorm": ("eps",),
 }
 
-# Statistic defaults per convention and family (papers.md §1).  "paper": the written formulas,
+# Statistic defaults per convention and family (docs/papers.md §1).  "paper": the written formulas,
 # with eps = 1e-5 inside the sqrt on the biased variance (the papers' formulas have no eps; 1e-5 is
 # the LayerNorm lineage's and torch's).  "official": lancopku/AdaNorm `LayerNormImpl` for the
 # LayerNorm family (torch.std, i.e. unbiased, plus eps on the std) and bzhangGo/rmsnorm

@@ -11,8 +11,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-# A norm factory builds one normalization module for a feature size: ``norm(dim) -> nn.Module``.
-NormFactory = Callable[[int], nn.Module]
+from normexp.norms import NormFactory
 
 
 class Task(ABC):

@@ -1,9 +1,9 @@
 """Finding, downloading and verifying the original data files; atomic writes and keyed caches.
 
 Lookup order for a file ``relpath`` (e.g. ``mnist/t10k-labels-idx1-ubyte.gz``):
-1. ``$NORMEXP_DATA_ROOT/relpath`` (CI and the tests point this at ../shared/data),
-2. ``<repo>/data/relpath`` (where downloads land),
-3. download from the spec's public URLs into ``<repo>/data/relpath``, verified before it is moved into place.
+1. ``$NORMEXP_DATA_ROOT/relpath`` (CI and the tests point this at their copy of the data),
+2. ``$NORMEXP_DOWNLOAD_DIR/relpath``, by default the checkout's ``data/`` (``~/.cache/normexp/data`` for a wheel),
+3. download from the spec's public URLs into that folder, verified before it is moved into place.
 Every file found or fetched is checked against its SHA-256 (of the file, or of its decompressed content for ``.gz``).
 """
 from __future__ import annotations
@@ -12,13 +12,24 @@ import gzip
 import hashlib
 import json
 import os
-import tempfile
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-REPO_DATA = Path(__file__).resolve().parents[2] / "data"
+from normexp.atomic import atomic_path
+
+
+
+def _default_data_dir() -> Path:
+    """``data/`` of the repository when running from a checkout; ``~/.cache/normexp/data`` for an installed wheel."""
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "data").is_dir():
+        return checkout / "data"
+    return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "normexp" / "data"
+
+
+REPO_DATA = _default_data_dir()
 
 
 class DataError(RuntimeError):
@@ -101,34 +112,13 @@ def fetch(spec: FileSpec) -> Path:
 
 
 def _download(url: str, target: Path, spec: FileSpec) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+    # only a verified file ever appears under its real name
+    with atomic_path(target, suffix=".part") as tmp:
+        with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
             for chunk in iter(lambda: response.read(1 << 20), b""):
                 out.write(chunk)
-        verify(Path(tmp), spec)
-        os.replace(tmp, target)  # only a verified file ever appears under its real name
-        return target
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Writes ``text`` to a temp file beside ``path`` and renames it over: readers never see a torn file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        verify(tmp, spec)
+    return target
 
 
 def cache_dir() -> Path:
@@ -151,13 +141,6 @@ def cached(name: str, key: dict[str, Any], build: Callable[[], Any]) -> Any:
         except Exception:  # noqa: BLE001 - a cache file we cannot read is rebuilt, not trusted
             path.unlink(missing_ok=True)
     value = build()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(value, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return value

@@ -33,7 +33,7 @@ def options(name, convention, H):
 
 
 def formula(x, name, convention, H, w=None, b=None):
-    """The formulas of papers.md §1 written out independently of the library, in float64."""
+    """The formulas of docs/papers.md §1 written out independently of the library, in float64."""
     official = convention == "official"
     if name in ("rmsnorm", "prmsnorm"):
         p = p_for(H) if name == "prmsnorm" else 1.0
@@ -149,7 +149,7 @@ def row_moments(t):
 
 @pytest.mark.parametrize("impl", ["fast", "reference"])
 def test_adanorm_paper_gradient_theorem(impl):
-    """papers.md §1.3 with g = dl/dy: detaching the mean keeps mean(dx) = mean(g)/sigma, detaching
+    """docs/papers.md §1.3 with g = dl/dy: detaching the mean keeps mean(dx) = mean(g)/sigma, detaching
     the std keeps var(dx) = var(g)/sigma^2; the live derivatives re-centre and shrink the gradient."""
     torch.manual_seed(1)
     x = torch.randn(50, 64, dtype=torch.float64) * 2 + 1

@@ -8,7 +8,7 @@ from torch import nn
 from normexp.norms import VARIANTS, RowNorm, build_norm, swap_norms, swap_norms_with
 from normexp.norms.swap import FlattenLast
 from normexp.norms.variants import NORM_TYPES
-from normexp.train import forget_fairseq_configs
+from normexp.cli.train import forget_fairseq_configs
 
 
 def norm_sites(model):
@@ -159,7 +159,7 @@ def test_fairseq_transformer_iwslt_de_en():
     assert (model.encoder.embed_tokens.embedding_dim, len(model.encoder.layers), len(model.decoder.layers)) == (512, 6, 6)
     # Pre-norm 6+6: encoder layers have self_attn_layer_norm + final_layer_norm (12), the encoder
     # a final layer_norm (1); decoder layers self_attn/encoder_attn/final (18), the decoder a final
-    # layer_norm (1).  32 in all; lancopku's code swaps only the 2 final ones (papers.md §1.5).
+    # layer_norm (1).  32 in all; lancopku's code swaps only the 2 final ones (docs/papers.md §1.5).
     assert len(norm_sites(model)) == 32
     assert swap_norms(model, "adanorm", convention="official", C=2.0) == 32
     assert not norm_sites(model)

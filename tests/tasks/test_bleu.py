@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from normexp.tasks.bleu import compound_split, sacre_bleu, sacrebleu_signature, tokenized_bleu
-from normexp.tasks.mt_text import read_lines
-from normexp.train import forget_fairseq_configs
+from normexp.tasks.translation.bleu import compound_split, sacre_bleu, sacrebleu_signature, tokenized_bleu
+from normexp.tasks.translation.text import read_lines
+from normexp.cli.train import forget_fairseq_configs
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("NORMEXP_DATA_ROOT", REPO.parent / "shared" / "data"))

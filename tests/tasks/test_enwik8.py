@@ -16,8 +16,8 @@ import torch
 
 from normexp.models.transformer_xl import TransformerXLConfig
 from normexp.norms import NormConfig, norm_factory
-from normexp.tasks import enwik8_data as data
-from normexp.tasks.enwik8 import Enwik8Config, Enwik8Task, SegmentBatches
+from normexp.tasks.enwik8 import data
+from normexp.tasks.enwik8.task import Enwik8Config, Enwik8Task, SegmentBatches
 from normexp.tasks.files import DataError
 from tests.conftest import only_record, run_cli
 

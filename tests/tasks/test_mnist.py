@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from normexp.tasks.files import DataError, FileSpec, fetch
-from normexp.tasks.mnist import FILES, MnistConfig, MnistTask, load_mnist, read_idx
+from normexp.tasks.mnist.task import FILES, MnistConfig, MnistTask, load_mnist, read_idx
 
 
 def test_reader_on_the_real_files():

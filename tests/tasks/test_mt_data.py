@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from normexp.tasks.files import DataError
-from normexp.tasks.mt_corpora import read_bitext
-from normexp.tasks.mt_data import DataOptions, binarize, parse_split, prepare
-from normexp.tasks.mt_text import (Bpe, Moses, clean_corpus, detokenize, read_lines, read_sgm, remove_bpe)
-from normexp.train import forget_fairseq_configs
+from normexp.tasks.translation.corpora import read_bitext
+from normexp.tasks.translation.data import DataOptions, binarize, parse_split, prepare
+from normexp.tasks.translation.text import (Bpe, Moses, clean_corpus, detokenize, read_lines, read_sgm, remove_bpe)
+from normexp.cli.train import forget_fairseq_configs
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("NORMEXP_DATA_ROOT", REPO.parent / "shared" / "data"))
@@ -126,7 +126,7 @@ def _xml(lang: str, lines: list[str]) -> bytes:
 
 def test_iwslt14_recipe_on_a_small_archive(tmp_path, monkeypatch):
     """prepare-iwslt14.sh's steps on a small archive in the WIT3 layout (sentences: detokenized published text)."""
-    from normexp.tasks import mt_prepare
+    from normexp.tasks.translation import prepare as mt_prepare
 
     sents = {lang: detokenize(read_lines(SHARED / f"iwslt14_deen/tokenized_lowercased/valid.{lang}")[:230], lang)
              for lang in ("de", "en")}

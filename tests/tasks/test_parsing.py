@@ -4,11 +4,11 @@ import shutil
 
 import pytest
 
-from normexp.tasks.arc_standard import PUNCT_TAGS, Configuration, attachment_scores, oracle_transitions
-from normexp.tasks.dependency_trees import (SAMPLE, DataError, file_range, is_projective, parse_lines, read_sample,
+from normexp.tasks.parsing.arc_standard import PUNCT_TAGS, Configuration, attachment_scores, oracle_transitions
+from normexp.tasks.parsing.trees import (SAMPLE, DataError, file_range, is_projective, parse_lines, read_sample,
                                             sample_splits)
 from normexp.tasks.files import fetch
-from normexp.tasks.parsing import ParsingConfig, ParsingTask
+from normexp.tasks.parsing.task import ParsingConfig, ParsingTask
 from tests.conftest import only_record, run_cli
 
 

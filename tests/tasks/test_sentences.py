@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from tests.conftest import only_record, run_cli
-from normexp.tasks import sentence_data as sd
+from normexp.tasks.sentences import data as sd
 from normexp.tasks.files import DataError
-from normexp.tasks.sentences import RtConfig, SentenceTask, Sst5Config, load_data
+from normexp.tasks.sentences.task import RtConfig, SentenceTask, Sst5Config, load_data
 
 
 def test_rt_reader_on_the_real_files():

@@ -13,17 +13,17 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from torch import nn
 
-from normexp import distributed
-from normexp.config import OptimConfig, TrainerConfig
-from normexp.loggers import ConsoleLogger
+from normexp.engine import distributed
+from normexp.cli.config import OptimConfig, TrainerConfig
+from normexp.engine.loggers import ConsoleLogger
 from normexp.models.fairseq_transformer import (FairseqTransformerConfig, expected_norm_sites, fairseq_args,
                                                 swap_fairseq_norms)
 from normexp.norms import NormConfig, build_norm, norm_factory
 from normexp.norms.variants import RowNorm
-from normexp.runs import RunRecord
-from normexp.tasks.translation import TranslationConfig, TranslationTask
-from normexp.train import forget_fairseq_configs
-from normexp.trainer import Trainer
+from normexp.records import RunRecord
+from normexp.tasks.translation.task import TranslationConfig, TranslationTask
+from normexp.cli.train import forget_fairseq_configs
+from normexp.engine.trainer import Trainer
 from tests.conftest import records_under, run_cli
 
 SMALL = dict(encoder_layers=2, decoder_layers=2, encoder_embed_dim=32, decoder_embed_dim=32,
@@ -188,7 +188,7 @@ def test_presets_compose_and_the_de_en_one_is_the_verified_script(task):  # afte
     from fairseq.dataclass.initialize import hydra_init
     from hydra.core.config_store import ConfigStore
 
-    from normexp.config import register_configs
+    from normexp.cli.config import register_configs
     from tests.conftest import REPO
 
     # What `import fairseq` does the first time (an earlier test may have imported and forgotten it already).

@@ -1,0 +1,151 @@
+"""``normexp-reproduce table=<name> profile=tiny|full [launcher=...] [seeds=1,2,3] [extra overrides]``.
+
+One command per table: the table spec gives rows (norms) × columns (task, config filters); each column runs the
+experiment preset of the profile (``tiny/<task>`` or ``adanorm/<task>`` unless the column names its own), over the
+seeds. Runs whose record is already completed or diverged are not launched again, so re-running the command resumes
+a sweep (unfinished runs resume from their checkpoints) and, once everything is done, launches nothing. Then the
+table is rebuilt from the records.
+
+Launchers: ``basic`` (one job after another, default), ``joblib`` (local parallel jobs), ``submitit_local`` and
+``slurm`` (``conf/hydra/launcher/slurm.yaml``: edit partition/time/GPUs, or override ``hydra.launcher.*``).
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+from normexp.cli import conf_dir
+from normexp.records import RunRecord, find_records
+from normexp.analysis.report import write_report
+from normexp.analysis.tables import ColumnSpec, TableSpec
+
+CONF = Path(conf_dir())
+LAUNCHERS = {"basic": None, "joblib": "joblib", "submitit_local": "submitit_local", "slurm": "slurm"}
+DEFAULT_PRESETS = {"full": "adanorm", "tiny": "tiny"}
+FINISHED = ("completed", "diverged")
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Job:
+    experiment: str
+    where: tuple[tuple[str, str], ...]  # the column's config filters, passed on as overrides
+    norm: str
+    seed: int
+
+
+def load_table(name: str) -> TableSpec:
+    import normexp.cli.table  # noqa: F401 - registers the table schema
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("tables", overrides=[f"table={name}"])
+    return OmegaConf.to_object(cfg.table)
+
+
+def preset(column: ColumnSpec, profile: str) -> str:
+    return column.experiments.get(profile) or f"{DEFAULT_PRESETS[profile]}/{column.task}"
+
+
+def plan(spec: TableSpec, profile: str, seeds: list[int], tasks: list[str] | None, norms: list[str] | None) -> list[Job]:
+    columns = [c for c in spec.columns if not tasks or c.task in tasks]
+    rows = [r.norm for r in spec.rows if not norms or r.norm in norms]
+    return [Job(preset(c, profile), tuple((k, str(v)) for k, v in c.where.items()), norm, seed)
+            for c in columns for norm in rows for seed in seeds]
+
+
+def set_by(overrides: list[str], record: RunRecord) -> bool:
+    """Whether the record's config holds every value these command-line overrides set. An override this cannot check
+    (a group choice, a deletion, hydra.*) counts as not held: the job is launched, and the trainer itself returns at
+    once if its run folder already holds the finished run."""
+    parser = OverridesParser.create()
+    for text in overrides:
+        override = parser.parse_override(text)
+        key = override.key_or_group
+        if key.startswith("hydra") or override.is_delete() or override.package is not None:
+            return False
+        value = record.config
+        for part in key.split("."):
+            value = value.get(part, _MISSING) if isinstance(value, dict) else _MISSING
+        if isinstance(value, dict) or value != override.value():
+            return False
+    return True
+
+
+def finished_jobs(out_root: Path, profile: str, jobs: list[Job], spec: TableSpec, extra: list[str]) -> set[Job]:
+    """Jobs with a completed or diverged record under ``out_root``: same profile, norm, seed and column, and the values
+    of the extra overrides (a sweep rerun with ``trainer.grad_stats=true`` is another sweep)."""
+    columns = {(preset(c, profile), tuple((k, str(v)) for k, v in c.where.items())): c for c in spec.columns}
+    records = [rec for _, rec in find_records(out_root)
+               if rec.status in FINISHED and rec.profile == profile and set_by(extra, rec)] if out_root.is_dir() else []
+    return {job for job in jobs for rec in records
+            if rec.norm == job.norm and rec.seed == job.seed and columns[job.experiment, job.where].matches(rec)}
+
+
+def multirun_commands(jobs: list[Job], launcher: str, table: str, out_root: Path, extra: list[str]) -> list[list[str]]:
+    """One Hydra multirun per set of column filters: experiments × norms × seeds of the jobs still to run.
+
+    The product may hold a few finished combinations; those return at once (the trainer skips finished runs).
+    """
+    groups: dict[tuple, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(job.where, []).append(job)
+    commands = []
+    for where, group in groups.items():
+        values = lambda attr: ",".join(sorted({str(getattr(j, attr)) for j in group}))  # noqa: E731
+        cmd = [sys.executable, "-m", "normexp.cli.train", "-m", f"experiment={values('experiment')}",
+               f"norm={values('norm')}", f"seed={values('seed')}", f"out_root={out_root}", f"logger.group={table}",
+               *[f"{k}={v}" for k, v in where], *extra]
+        if LAUNCHERS[launcher]:
+            cmd.append(f"hydra/launcher={LAUNCHERS[launcher]}")
+        commands.append(cmd)
+    return commands
+
+
+def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
+    known = {"table", "profile", "launcher", "seeds", "out_root", "tasks", "norms", "dry_run", "plots", "wandb"}
+    options, extra = {}, []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if sep and key in known:
+            options[key] = value
+        else:
+            extra.append(arg)
+    if "table" not in options:
+        raise SystemExit("usage: normexp-reproduce table=<name> profile=tiny|full [launcher=basic|joblib|"
+                         "submitit_local|slurm] [seeds=1,2,3] [tasks=..] [norms=..] [out_root=outputs] [overrides...]")
+    if options.setdefault("profile", "tiny") not in DEFAULT_PRESETS:
+        raise SystemExit(f"profile={options['profile']} is not valid: choose tiny or full")
+    if options.setdefault("launcher", "basic") not in LAUNCHERS:
+        raise SystemExit(f"launcher={options['launcher']} is not valid: choose one of {', '.join(LAUNCHERS)}")
+    return options, extra
+
+
+def main(argv: list[str] | None = None) -> int:
+    options, extra = parse(sys.argv[1:] if argv is None else argv)
+    spec = load_table(options["table"])
+    profile, out_root = options["profile"], Path(options.get("out_root", "outputs")).resolve()
+    split = lambda key: [x for x in options.get(key, "").split(",") if x]  # noqa: E731
+    seeds = [int(s) for s in split("seeds")] or [1, 2, 3]
+    jobs = plan(spec, profile, seeds, split("tasks"), split("norms"))
+    todo = [j for j in jobs if j not in finished_jobs(out_root, profile, jobs, spec, extra)]
+    print(f"{spec.name} ({profile}): {len(jobs)} runs, {len(jobs) - len(todo)} already finished, {len(todo)} to launch")
+    for cmd in multirun_commands(todo, options["launcher"], spec.name, out_root, extra):
+        print("$ " + " ".join(cmd[1:]), flush=True)
+        if options.get("dry_run") != "true":
+            subprocess.run(cmd, check=False)  # a failed job is recorded as failed; the table shows it
+    out_dir = out_root / "tables" / profile
+    paths = write_report(spec, out_root, out_dir, profile, plots=options.get("plots", "true") == "true",
+                        wandb=options.get("wandb") == "true")
+    print(paths["md"].read_text(encoding="utf-8"))
+    print("written: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,296 @@
+"""The one training loop. It knows a task only through the ``Task`` protocol and writes everything to a ``RunRecord``.
+
+Per update: loss and backward for each of ``update_freq`` consecutive batches (gradients accumulated, fairseq's
+``--update-freq``) → divergence check → clip → step → schedule. Valid is evaluated each epoch (or every
+``eval_every_steps``), the best weights are kept, and test is run once at the end on the best weights. Checkpoints
+(``checkpoints.py``) make a killed run resumable; SIGTERM checkpoints before exiting.
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import signal
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from normexp.engine import distributed
+from normexp.engine.checkpoints import CheckpointDir, average_model_states, rng_state, set_rng_state
+from normexp.engine.grad_stats import GradStats
+from normexp.engine.optim import build_optimizer, build_scheduler
+from normexp.records import RunRecord
+from normexp.tasks.base import Task, move_to
+
+
+class Diverged(Exception):
+    pass
+
+
+class Interrupted(Exception):
+    """SIGTERM arrived; a checkpoint was written and the run can be resumed."""
+
+
+@dataclass
+class Progress:
+    """Where the loop stands, saved in every checkpoint."""
+
+    epoch: int = 0  # current epoch, 0-based
+    batch: int = 0  # batches already trained in the current epoch (this rank's; update_freq per update)
+    step: int = 0  # updates done
+    epoch_loss_sum: float = 0.0  # sum of batch losses x units in the current epoch
+    epoch_units: int = 0
+    units: int = 0  # units trained on, all epochs
+    train_time_s: float = 0.0
+    best_value: float | None = None
+
+
+class Trainer:
+    def __init__(self, task: Task, model: nn.Module, optim_cfg, cfg, run_dir: Path, record: RunRecord, logger,
+                 norm_sites: list[nn.Module] | None = None):
+        self.task, self.model, self.cfg, self.record, self.logger = task, model, cfg, record, logger
+        self.run_dir = Path(run_dir)
+        self.device = next(model.parameters()).device
+        self.is_main, self.world = distributed.is_main(), distributed.world_size()
+        if cfg.update_freq < 1:
+            raise ValueError(f"trainer.update_freq={cfg.update_freq} must be >= 1")
+        # the model the loss runs through: DDP-wrapped under torchrun (gradients averaged), the plain one otherwise
+        self.train_model = nn.parallel.DistributedDataParallel(model) if self.world > 1 else model
+        self.grad_stats = GradStats(model, norm_sites or []) if cfg.grad_stats else None
+        self.optimizer = build_optimizer(model, optim_cfg)
+        self.clip_norm = optim_cfg.clip_norm
+        self.total_steps = self._total_steps()
+        self.scheduler = build_scheduler(self.optimizer, optim_cfg, self.total_steps)
+        self.checkpoints = CheckpointDir(self.run_dir, max(cfg.keep_checkpoints, cfg.average_last))
+        self.progress = Progress()
+        self._sigterm = False
+
+    def _total_steps(self) -> int:
+        if self.cfg.max_steps > 0:
+            return self.cfg.max_steps
+        per_epoch = self.task.batches_per_epoch(0)
+        # an epoch's trailing partial group of batches is an update too
+        return self.cfg.max_epochs * -(-(per_epoch // self.world) // self.cfg.update_freq) if per_epoch else 0
+
+    # ---- checkpoint state -------------------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng_state(),
+            "progress": asdict(self.progress),
+            "record": {k: getattr(self.record, k) for k in ("curves", "best_valid", "best_epoch", "best_step")},
+            "grad_stats": self.record.extra.get("grad_stats"),  # trainer.grad_stats: the entries so far
+            "logger": self.logger.resume_state(),
+        }
+
+    def resume(self) -> bool:
+        state = self.checkpoints.latest()
+        if state is None:
+            return False
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        self.progress = Progress(**state["progress"])
+        for key, value in state["record"].items():
+            setattr(self.record, key, value)
+        if state.get("grad_stats") is not None:
+            self.record.extra["grad_stats"] = state["grad_stats"]
+        return True
+
+    def save_checkpoint(self) -> None:
+        if not self.is_main:
+            return
+        self.checkpoints.save(self.progress.step, self.state())
+        self.flush_record()  # the record shows how far a run got, even if it is killed next
+
+    # ---- evaluation -------------------------------------------------------------------------------------------------
+    def evaluate(self, split: str) -> dict[str, float]:
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                return self.task.evaluate(self.model, split)
+        finally:
+            self.model.train()
+
+    def validate(self) -> None:
+        p, task = self.progress, self.task
+        metrics = self.evaluate("valid")
+        if task.primary_metric not in metrics:
+            raise KeyError(f"task {type(task).__name__}.evaluate returned {sorted(metrics)}, not {task.primary_metric!r}")
+        self.record.curves["valid"].append({"epoch": p.epoch, "step": p.step, **metrics})
+        self.logger.log({f"valid/{k}": v for k, v in metrics.items()}, step=p.step)
+        value = metrics[task.primary_metric]
+        better = p.best_value is None or (value > p.best_value if task.higher_is_better else value < p.best_value)
+        if better and math.isfinite(value):
+            p.best_value = value
+            self.record.best_valid, self.record.best_epoch, self.record.best_step = metrics, p.epoch, p.step
+            if self.is_main:
+                self.checkpoints.save_best(self.model.state_dict())
+        self.flush_record()
+
+    def flush_record(self) -> None:
+        if not self.is_main:
+            return
+        p = self.progress
+        self.record.steps, self.record.train_time_s = p.step, round(p.train_time_s, 3)
+        if p.train_time_s > 0:
+            self.record.steps_per_s = round(p.step / p.train_time_s, 3)
+            self.record.units_per_s = round(p.units / p.train_time_s, 1)
+        self.record.save(self.run_dir)
+
+    # ---- the loop ---------------------------------------------------------------------------------------------------
+    def train_step(self, group: list[Any]) -> float:
+        """One update from ``group`` (``update_freq`` batches, fewer at an epoch's end), as fairseq's --update-freq:
+        the gradient of the group's summed loss over its summed units. Returns the group's mean loss."""
+        p, stats = self.progress, None
+        if self.grad_stats:
+            self.grad_stats.start_step(record=p.step % max(self.cfg.log_every_steps, 1) == 0)
+        self.optimizer.zero_grad(set_to_none=True)
+        value, units = 0.0, 0
+        for i, batch in enumerate(group):
+            # under DDP only the group's last backward all-reduces (the accumulated gradients)
+            last = i == len(group) - 1
+            with contextlib.nullcontext() if last or self.world == 1 else self.train_model.no_sync():
+                loss, n = self.task.loss(self.train_model, move_to(batch, self.device))
+                # A running mean: the gradient so far is that of the mean loss over `units` units; reweighting it and
+                # this batch's loss keeps it the mean over all `units + n`. The first batch's weight is exactly 1, so
+                # update_freq=1 runs the very operations it ran before accumulation existed.
+                weight = n / (units + n) if units else 1.0
+                if units:
+                    for param in self.model.parameters():
+                        if param.grad is not None:
+                            param.grad.mul_(units / (units + n))
+                (loss if weight == 1.0 else loss * weight).backward()
+            value, units = value + (loss.item() - value) * weight, units + n
+            if self.grad_stats and i == 0:  # ∂ℓ/∂x of the first batch, whose gradient is not reweighted
+                stats = self.grad_stats.collect(p.step + 1)
+                self.grad_stats.start_step(record=False)
+        value = distributed.mean_across_ranks(value, self.device)
+        if not math.isfinite(value) or value > self.cfg.loss_ceiling:
+            raise Diverged(f"training loss {value} at step {p.step + 1} (ceiling {self.cfg.loss_ceiling})")
+        if stats:
+            self.record.extra.setdefault("grad_stats", []).append(stats)
+        if self.clip_norm > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        p.step += 1
+        p.batch += len(group)
+        p.units += units
+        p.epoch_units += units
+        p.epoch_loss_sum += value * units
+        return value
+
+    def done(self) -> bool:
+        p, cfg = self.progress, self.cfg
+        return (cfg.max_steps > 0 and p.step >= cfg.max_steps) or p.epoch >= cfg.max_epochs
+
+    def fit(self) -> RunRecord:
+        """Trains to the end (or to divergence), then tests the best weights. Returns the finished record."""
+        cfg, p = self.cfg, self.progress
+        previous = signal.signal(signal.SIGTERM, self._on_sigterm) if _main_thread() else None
+        self.model.train()
+        try:
+            while not self.done():
+                self._run_epoch()
+        except Diverged as e:
+            self.record.status, self.record.diverged_at_step, self.record.error = "diverged", p.step + 1, str(e)
+            self.flush_record()
+            return self.record
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        if not self.is_main:  # rank 0 tests and writes; the other ranks are done
+            return self.record
+        self.model.load_state_dict(self._test_weights())
+        self.record.test = self.evaluate("test")
+        self.logger.log({f"test/{k}": v for k, v in self.record.test.items()}, step=p.step)
+        self.record.status = "completed"
+        self.flush_record()
+        return self.record
+
+    def _test_weights(self) -> dict[str, torch.Tensor]:
+        """The weights to test: the best on valid, or the average of the last ``average_last`` checkpoints."""
+        if self.cfg.average_last > 0:
+            states = self.checkpoints.last_states(self.cfg.average_last)
+            self.record.extra["tested"] = f"average of the last {len(states)} checkpoints (steps " + \
+                ", ".join(str(s["progress"]["step"]) for s in states) + ")"
+            return average_model_states(states)
+        self.record.extra["tested"] = f"best valid {self.task.primary_metric} (step {self.record.best_step})"
+        best = self.checkpoints.load_best()
+        return best if best is not None else self.model.state_dict()
+
+    def _run_epoch(self) -> None:
+        cfg, p, task = self.cfg, self.progress, self.task
+        task.start_epoch(p.epoch)
+        batches = task.train_batches(p.epoch)
+        total = len(batches) // self.world if hasattr(batches, "__len__") else None
+        batches = distributed.shard(batches, total * self.world if total is not None else None)
+        # a resumed epoch skips the batches already trained on: a whole number of groups, checkpoints follow updates
+        groups = _groups(itertools.islice(batches, p.batch, None), cfg.update_freq)
+        bar = tqdm(groups, total=-(-total // cfg.update_freq) if total is not None else None,
+                   initial=p.batch // cfg.update_freq, disable=not cfg.progress or not self.is_main,
+                   desc=f"epoch {p.epoch + 1}/{cfg.max_epochs}", leave=False, dynamic_ncols=True)
+        running = None
+        for group in bar:
+            start = time.perf_counter()
+            value = self.train_step(group)
+            p.train_time_s += time.perf_counter() - start
+            running = value if running is None else 0.98 * running + 0.02 * value
+            bar.set_postfix(loss=f"{running:.4f}", refresh=False)
+            if cfg.log_every_steps and p.step % cfg.log_every_steps == 0:
+                self.logger.log({"train/loss": running, "train/lr": self.scheduler.get_last_lr()[0],
+                                 "train/steps_per_s": p.step / max(p.train_time_s, 1e-9)}, step=p.step)
+            if cfg.eval_every_steps and p.step % cfg.eval_every_steps == 0:
+                self.validate()
+                self.save_checkpoint()
+            elif cfg.checkpoint_every_steps and p.step % cfg.checkpoint_every_steps == 0:
+                self.save_checkpoint()
+            if self._sigterm:
+                self.save_checkpoint()
+                raise Interrupted(f"SIGTERM at step {p.step}: checkpoint written, rerun the same command to resume")
+            if cfg.max_steps and p.step >= cfg.max_steps:
+                break
+        bar.close()
+        self._end_epoch()
+
+    def _end_epoch(self) -> None:
+        p, cfg = self.progress, self.cfg
+        train_loss = p.epoch_loss_sum / max(p.epoch_units, 1)
+        self.record.curves["train_loss"].append({"epoch": p.epoch, "step": p.step, "loss": train_loss})
+        self.logger.log({"train/epoch_loss": train_loss, "epoch": p.epoch + 1}, step=p.step)
+        if not cfg.eval_every_steps or self.done_after_epoch():
+            self.validate()
+        p.epoch += 1
+        p.batch, p.epoch_loss_sum, p.epoch_units = 0, 0.0, 0
+        self.record.epochs_done = p.epoch
+        self.save_checkpoint()
+
+    def done_after_epoch(self) -> bool:
+        """With step-based evaluation, still validate at the very end if the last step was not an evaluation step."""
+        p, cfg = self.progress, self.cfg
+        finishing = (cfg.max_steps and p.step >= cfg.max_steps) or p.epoch + 1 >= cfg.max_epochs
+        return bool(finishing and p.step % cfg.eval_every_steps != 0)
+
+    def _on_sigterm(self, signum, frame) -> None:  # noqa: ARG002
+        self._sigterm = True
+
+
+def _groups(batches: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive groups of ``size`` batches, the last one possibly shorter."""
+    while group := list(itertools.islice(batches, size)):
+        yield group
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
