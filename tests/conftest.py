@@ -16,7 +16,8 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 @pytest.fixture(autouse=True, scope="session")
 def _data_root():
     """Tests read the real datasets from NORMEXP_DATA_ROOT (CI: ../shared/data); downloads never land in the repo."""
-    os.environ.setdefault("NORMEXP_DATA_ROOT", str(SHARED_DATA))
+    # Absolute, so subprocesses run from another folder (the wheel test) find it too; CI passes it relative.
+    os.environ["NORMEXP_DATA_ROOT"] = str(Path(os.environ.get("NORMEXP_DATA_ROOT", SHARED_DATA)).resolve())
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     yield
