@@ -6,6 +6,7 @@ Everything is saved as tensors and plain containers, so ``torch.load(weights_onl
 """
 from __future__ import annotations
 
+import logging
 import os
 import random
 import re
@@ -17,6 +18,7 @@ import torch
 
 from normexp.atomic import atomic_path
 
+log = logging.getLogger("normexp")
 STEP_FILE = re.compile(r"step-(\d+)\.pt$")
 
 
@@ -68,12 +70,13 @@ class CheckpointDir:
         return sorted(p for p in self.path.iterdir() if STEP_FILE.search(p.name))
 
     def latest(self) -> dict[str, Any] | None:
-        """The newest readable checkpoint (an unreadable one is skipped, never trusted)."""
+        """The newest readable checkpoint (an unreadable one is skipped, never trusted, and said so)."""
         for path in reversed(self.step_files()):
             try:
                 return torch.load(path, weights_only=True, map_location="cpu")
-            except Exception:  # noqa: BLE001 - fall back to the previous checkpoint
-                continue
+            except Exception as e:  # noqa: BLE001 - fall back to the previous checkpoint
+                log.warning("checkpoint %s is unreadable (%s: %s): trying the one before it (the file is kept)",
+                            path, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
         return None
 
     def last_states(self, n: int) -> list[dict[str, Any]]:
