@@ -130,7 +130,7 @@ def _lookup(config: dict, dotted: str) -> tuple[bool, Any]:
 
 
 def _valid_text(rule: Any) -> str:
-    return "one of " + ", ".join(rule) if isinstance(rule, tuple) else rule.replace("x", "a number with")
+    return "one of " + ", ".join(rule) if isinstance(rule, tuple) else f"a value x with {rule}"
 
 
 def check_value(key: str, value: Any, rule: Any) -> None:
