@@ -46,8 +46,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def atomic_save(obj: Any, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(obj, tmp)
+    except (OSError, RuntimeError) as e:  # torch reports a full disk as an opaque "enforce fail"
+        raise OSError(f"could not write {path} (is the disk full?): {str(e).splitlines()[0]}. The earlier "
+                      "checkpoints are intact: make room and rerun the same command to resume") from e
 
 
 class CheckpointDir:
