@@ -230,11 +230,11 @@ def notes(spec: TableSpec, cells: dict, reference: bool = True) -> list[str]:
     return lines
 
 
-def titled(spec: TableSpec, profile: str) -> TableSpec:
+def titled(spec: TableSpec, profile: Optional[str]) -> TableSpec:
     """``spec`` with the profile in its title, so that no tiny table passes for a full one."""
     from dataclasses import replace
 
-    return replace(spec, title=f"{spec.title} [{profile} profile]")
+    return replace(spec, title=f"{spec.title} [{profile} profile]") if profile else spec
 
 
 def to_markdown(spec: TableSpec, cells: dict) -> str:
@@ -299,7 +299,7 @@ def _write_text(spec: TableSpec, cells: dict, out_dir: Path, prefix: str = "") -
     return paths
 
 
-def write_table(spec: TableSpec, root: Path, out_dir: Path, profile: str) -> dict[str, Path]:
+def write_table(spec: TableSpec, root: Path, out_dir: Path, profile: Optional[str] = None) -> dict[str, Path]:
     """Builds ``spec`` from the records of ``profile`` under ``root`` and writes ``<name>.{md,tex,csv}`` to ``out_dir``
     and its speed table ``speed_<name>.{md,tex,csv}`` (unless the table is a speed table). ``analysis.report`` picks
     the profile and its folder and adds figures and W&B."""
