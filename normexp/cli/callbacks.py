@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -86,6 +87,7 @@ class OutputDirCheck(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         folder = Path(os.environ.pop(OUTCOMES_ENV, ""))
         outcomes = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+        shutil.rmtree(folder, ignore_errors=True)  # read once; the records stay the truth
         failed = [o for o in outcomes if o["status"] not in ("completed", "diverged")]
         missing = (self._jobs or 0) - len(outcomes)
         lines = [f"sweep: {len(outcomes) - len(failed)} jobs completed or diverged, {len(failed)} failed"
