@@ -119,3 +119,19 @@ def test_table_app_writes_table_speed_table_and_figures(tmp_path):
     figures = sorted(p.name for p in (out / "plots" / "adanorm_table3").iterdir())
     assert figures == ["mnist-convergence.pdf", "mnist-convergence.png", "mnist-grad_stats.pdf", "mnist-grad_stats.png"]
     assert "99.32 ± 0.02 (n=3)* / 99.35" in proc.stdout
+
+
+def test_a_rebuilt_table_leaves_no_stale_figure(tmp_path):
+    import shutil
+
+    grads = [{"step": s, "sites": {"layers.0.norm": {"mean": 1e-4, "var": 1e-3 / s}}} for s in (10, 20)]
+    root = tmp_path / "runs"
+    args = ("table=adanorm_table3", f"root={root}", f"out_dir={tmp_path / 'out'}")
+    save_records(root, seeds("mnist", "layernorm", LN, grad_stats=grads))
+    run_cli(*args, module="normexp.cli.table")
+    figures = tmp_path / "out" / "tiny" / "plots" / "adanorm_table3"
+    assert (figures / "mnist-grad_stats.png").is_file()
+    shutil.rmtree(root)
+    save_records(root, seeds("mnist", "layernorm", LN))  # the records no longer hold gradient statistics
+    run_cli(*args, module="normexp.cli.table")
+    assert sorted(p.name for p in figures.iterdir()) == ["mnist-convergence.pdf", "mnist-convergence.png"]
