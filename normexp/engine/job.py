@@ -156,9 +156,9 @@ def _run_job(config: dict[str, Any], objects, run_dir: Path) -> RunRecord:
     except Interrupted as e:
         record.status, record.error = "interrupted", str(e)
         raise
-    except KeyboardInterrupt as e:  # Ctrl-C before the loop's own handler was installed: nothing trained yet
+    except KeyboardInterrupt as e:  # Ctrl-C outside the loop's handler (building, or a second Ctrl-C): no new checkpoint
         record.status = "interrupted"
-        record.error = "SIGINT before training started: rerun the same command to run it"
+        record.error = "SIGINT: stopped at once, no new checkpoint; rerun the same command to resume from the last one"
         raise Interrupted(record.error, code=130) from e
     except Exception as e:
         record.status, record.error = "failed", traceback.format_exc()
