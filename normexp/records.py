@@ -16,6 +16,7 @@ from typing import Any, Iterator
 from normexp.atomic import atomic_write_text
 
 RECORD_NAME = "run.json"
+SET_ASIDE_PREFIX = "previous-"  # <run_dir>/previous-<time>/: a run set aside by trainer.resume=restart, not a result
 STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
 PACKAGES = ("torch", "hydra-core", "omegaconf", "numpy", "sacrebleu", "wandb", "ve-fairseq")
 
@@ -34,7 +35,7 @@ class RunRecord:
     higher_is_better: bool = True
     best_valid: dict[str, float] = field(default_factory=dict)
     test: dict[str, float] = field(default_factory=dict)
-    best_epoch: int | None = None
+    best_epoch: int | None = None  # epochs are numbered from 1 here, in curves, logs and W&B
     best_step: int | None = None
     curves: dict[str, list] = field(default_factory=lambda: {"train_loss": [], "valid": []})
     steps: int = 0
@@ -77,13 +78,22 @@ def git_commit() -> str | None:
     return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
+class RecordError(ValueError):
+    """A run.json that is not a record (edited by hand, truncated by a full disk); the message names the file."""
+
+
 def read_record(path: Path) -> RunRecord:
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    known = RunRecord.__dataclass_fields__
-    return RunRecord(**{k: v for k, v in data.items() if k in known})
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        known = RunRecord.__dataclass_fields__
+        return RunRecord(**{k: v for k, v in data.items() if k in known})
+    except (ValueError, TypeError) as e:  # invalid JSON, or JSON without a record's fields
+        raise RecordError(f"{path} is not a valid run record ({type(e).__name__}: {e}). Restore it, or move its run "
+                          "folder out of the results tree (a rerun with trainer.resume=restart sets it aside)") from e
 
 
 def find_records(root: Path) -> Iterator[tuple[Path, RunRecord]]:
-    """Every run record under ``root`` (any depth), with its run dir."""
+    """Every run record under ``root`` (any depth), with its run dir; runs set aside (``previous-*``) are not."""
     for path in sorted(Path(root).rglob(RECORD_NAME)):
-        yield path.parent, read_record(path)
+        if not any(part.startswith(SET_ASIDE_PREFIX) for part in path.relative_to(root).parts[:-1]):
+            yield path.parent, read_record(path)

@@ -14,7 +14,7 @@ def test_a_run_writes_a_complete_record(tmp_path):
     assert (rec["task"], rec["model"], rec["norm"], rec["seed"], rec["status"]) == ("mnist", "cnn", "layernorm", 1, "completed")
     assert rec["primary_metric"] == "accuracy" and rec["higher_is_better"] is True
     assert rec["test"]["accuracy"] > 40, "600 images and one epoch already beat chance (10%) by far"
-    assert rec["best_valid"]["accuracy"] == rec["curves"]["valid"][rec["best_epoch"]]["accuracy"]
+    assert rec["best_valid"]["accuracy"] == rec["curves"]["valid"][rec["best_epoch"] - 1]["accuracy"]
     assert len(rec["curves"]["train_loss"]) == 1 and rec["steps"] == 5
     assert rec["config"]["optim"]["lr"] == 1e-3 and rec["config"]["task"]["train_size"] == 600
     assert rec["versions"]["torch"] and rec["wall_time_s"] > 0 and rec["steps_per_s"] > 0
@@ -36,7 +36,7 @@ def test_multirun_then_table(tmp_path):
     assert sorted((r["norm"], r["seed"]) for r in records) == [("layernorm", 1), ("layernorm", 2), ("none", 1), ("none", 2)]
     assert all(r["status"] == "completed" for r in records)
     proc = run_cli("table=adanorm_table1", f"root={tmp_path}", module="normexp.cli.table")
-    md = (tmp_path / "tables" / "adanorm_table1.md").read_text()
+    md = (tmp_path / "tables" / "full" / "adanorm_table1.md").read_text()
     assert md in proc.stdout
     rows = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ") and "Model" not in line}
     mnist_col = 7  # the 7th task column
@@ -47,9 +47,9 @@ def test_multirun_then_table(tmp_path):
     assert rows["LayerNorm"].split("|")[1 + mnist_col].strip().endswith("/ 99.13")
     assert rows["LayerNorm"].split("|")[2].strip() == "– / 28.3"  # En-De: no run yet, the paper's value beside it
     assert rows["LayerNorm-simple"].split("|")[1 + mnist_col].strip() == "– / 99.09"
-    csv = (tmp_path / "tables" / "adanorm_table1.csv").read_text()
+    csv = (tmp_path / "tables" / "full" / "adanorm_table1.csv").read_text()
     assert "LayerNorm,layernorm,mnist,accuracy," in csv
-    assert r"\pm" in (tmp_path / "tables" / "adanorm_table1.tex").read_text()
+    assert r"\pm" in (tmp_path / "tables" / "full" / "adanorm_table1.tex").read_text()
 
 
 def test_wandb_offline_run_holds_the_logged_values(tmp_path):
@@ -71,7 +71,7 @@ def test_diverged_run_is_a_result(tmp_path):
     rec = only_record(tmp_path)
     assert rec["status"] == "diverged" and rec["diverged_at_step"] == 1 and rec["test"] == {}
     run_cli("table=adanorm_table1", f"root={tmp_path}", module="normexp.cli.table")
-    assert "| LayerNorm |" in (md := (tmp_path / "tables" / "adanorm_table1.md").read_text())
+    assert "| LayerNorm |" in (md := (tmp_path / "tables" / "full" / "adanorm_table1.md").read_text())
     assert "Diverge / 99.13" in md
 
 

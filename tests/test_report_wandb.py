@@ -18,7 +18,7 @@ def test_summary_run_holds_the_table_claims_speed_and_figures(tmp_path, monkeypa
     root = save_records(tmp_path / "runs", records)
     paths = write_report(spec, root, tmp_path / "out", profile="tiny", plots=True, wandb=True)
 
-    [wandb_file] = list((tmp_path / "out" / "wandb").glob("offline-run-*/run-*.wandb"))
+    [wandb_file] = list((tmp_path / "out" / "tiny" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert paths["wandb"] == wandb_file.parent
     run = read_offline_run(wandb_file)
     assert run["run"]["name"] == "adanorm_table3-summary" and run["run"]["group"] == "adanorm_table3"

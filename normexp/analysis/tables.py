@@ -1,8 +1,9 @@
 """``normexp-table table=<name>``: run records → a paper's table in markdown, LaTeX and CSV, the paper's numbers beside ours.
 
 A table spec (``conf/table/<name>.yaml``) names rows (norm variants), columns (task, metric, direction), the paper's
-value per cell, a baseline row and the paper's claims. Cells are rebuilt from ``run.json`` files alone: mean ± std over
-seeds with n, "Diverge" where every seed diverged, "failed" where runs failed, "–" where no run exists. A "*" after a
+value per cell, a baseline row and the paper's claims. A table holds the records of one profile (tiny or full), never
+both: its files go to ``<out_dir>/<profile>/`` and its title names the profile (``table_profile``). Cells are rebuilt
+from ``run.json`` files alone: mean ± std over seeds with n (one seed: its value, no ±), "Diverge" where every seed diverged, "failed" where runs failed, "–" where no run exists. A "*" after a
 cell marks a significant difference to the baseline row (``normexp.analysis.stats``); the claims are checked under the table
 (``normexp.analysis.claims``). Beside each table goes its speed table (``normexp.analysis.speed``) and, on request, the convergence and
 gradient figures (``normexp.analysis.plots``) and a W&B summary run (``normexp.analysis.report_wandb``).
@@ -98,7 +99,9 @@ class Cell:
 
     def text(self, digits: int, pm: str = "±", mark: str = "") -> str:
         """``mark``: what follows "(n=…)" (significance, speed-up)."""
-        if self.values:
+        if self.n == 1:  # one seed: no spread to show
+            out = f"{self.mean:.{digits}f} (n=1){mark}"
+        elif self.values:
             out = f"{self.mean:.{digits}f} {pm} {self.std:.{digits}f} (n={self.n}){mark}"
         elif self.diverged:
             out = "Diverge"
@@ -112,6 +115,31 @@ class Cell:
         if notes:
             out += f" [+{', '.join(notes)}]"
         return out
+
+
+PROFILES = ("full", "tiny")
+
+
+class ProfileError(ValueError):
+    """No profile can be chosen for a table (several in the records, none, or an unknown one); one line says why."""
+
+
+def table_profile(spec: TableSpec, records: Iterable[RunRecord], profile: Optional[str]) -> str:
+    """The profile the table shows: ``profile`` if given, else the one profile of the spec's records."""
+    if profile is not None:
+        if profile not in PROFILES:
+            raise ProfileError(f"profile={profile} is not valid: choose one of {', '.join(PROFILES)}")
+        return profile
+    norms = {r.norm for r in spec.rows}
+    found = sorted({rec.profile for rec in records
+                    if rec.norm in norms and any(c.matches(rec) for c in spec.columns)})
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise ProfileError(f"no run records of table {spec.name} here: run `normexp-reproduce table={spec.name}` "
+                           "first, or pass root=<folder holding the runs> (profile=full shows the empty table)")
+    raise ProfileError(f"the records of table {spec.name} hold several profiles ({', '.join(found)}): "
+                       f"choose one with {' or '.join(f'profile={p}' for p in found)}")
 
 
 def column_key(column: ColumnSpec) -> str:
@@ -202,6 +230,13 @@ def notes(spec: TableSpec, cells: dict, reference: bool = True) -> list[str]:
     return lines
 
 
+def titled(spec: TableSpec, profile: Optional[str]) -> TableSpec:
+    """``spec`` with the profile in its title, so that no tiny table passes for a full one."""
+    from dataclasses import replace
+
+    return replace(spec, title=f"{spec.title} [{profile} profile]") if profile else spec
+
+
 def to_markdown(spec: TableSpec, cells: dict) -> str:
     head = "| Model | " + " | ".join(f"{c.label} ({'+' if c.higher_is_better else '−'})" for c in spec.columns) + " |"
     lines = [f"### {spec.title}", "", head, "|---" * (len(spec.columns) + 1) + "|"]
@@ -265,12 +300,14 @@ def _write_text(spec: TableSpec, cells: dict, out_dir: Path, prefix: str = "") -
 
 
 def write_table(spec: TableSpec, root: Path, out_dir: Path, profile: Optional[str] = None) -> dict[str, Path]:
-    """Builds ``spec`` from every record under ``root`` and writes ``<name>.{md,tex,csv}`` to ``out_dir`` and its speed
-    table ``speed_<name>.{md,tex,csv}`` (unless the table is a speed table). ``analysis.report`` adds figures and W&B."""
+    """Builds ``spec`` from the records of ``profile`` under ``root`` and writes ``<name>.{md,tex,csv}`` to ``out_dir``
+    and its speed table ``speed_<name>.{md,tex,csv}`` (unless the table is a speed table). ``analysis.report`` picks
+    the profile and its folder and adds figures and W&B."""
     records = [rec for _, rec in find_records(root)]
     cells = build_cells(spec, records, profile)
-    paths = _write_text(spec, cells, out_dir)
+    paths = _write_text(titled(spec, profile), cells, out_dir)
     if not any(c.metric == SPEED_METRIC for c in spec.columns):
         timing = speed_spec(spec)
-        paths.update(_write_text(timing, build_cells(timing, records, profile), out_dir, prefix="speed_"))
+        paths.update(_write_text(titled(timing, profile), build_cells(timing, records, profile), out_dir,
+                                 prefix="speed_"))
     return paths

@@ -8,9 +8,13 @@ table is rebuilt from the records.
 
 Launchers: ``basic`` (one job after another, default), ``joblib`` (local parallel jobs), ``submitit_local`` and
 ``slurm`` (``conf/hydra/launcher/slurm.yaml``: edit partition/time/GPUs, or override ``hydra.launcher.*``).
+``dry_run=true`` prints the commands (ready to paste) and an estimate of the time they take from the records' measured
+wall times, and writes nothing. ``--help`` lists the tables, profiles, launchers and options.
 """
 from __future__ import annotations
 
+import shlex
+import statistics
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -40,9 +44,21 @@ class Job:
     seed: int
 
 
+def fail(message: str) -> None:
+    """Bad input: one line on stderr, exit code 2, nothing launched or written."""
+    print(f"Error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def table_names() -> list[str]:
+    return sorted(p.stem for p in (CONF / "table").glob("*.yaml"))
+
+
 def load_table(name: str) -> TableSpec:
     import normexp.cli.table  # noqa: F401 - registers the table schema
 
+    if name not in table_names():
+        fail(f"table={name} is not a table: choose one of {', '.join(table_names())}")
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("tables", overrides=[f"table={name}"])
     return OmegaConf.to_object(cfg.table)
@@ -107,8 +123,30 @@ def multirun_commands(jobs: list[Job], launcher: str, table: str, out_root: Path
     return commands
 
 
+def usage() -> str:
+    return f"""usage: normexp-reproduce table=<name> [profile=tiny|full] [option=value ...] [normexp-train overrides ...]
+
+Runs every row x column x seed of a paper table that has no finished record yet under out_root, then writes the
+table to <out_root>/tables/<profile>/. Rerunning it resumes the sweep; when all is done it launches nothing.
+
+  table=      one of: {', '.join(table_names())}
+  profile=    tiny (smoke-sized presets, minutes on a CPU; default) | full (the papers' settings)
+  launcher=   {' | '.join(LAUNCHERS)} (default basic: one job after another)
+  seeds=      comma-separated seeds (default 1,2,3)
+  tasks=      only these columns' tasks (comma-separated)
+  norms=      only these rows' norms (comma-separated)
+  out_root=   where the runs and tables go (default outputs)
+  dry_run=    true: print the commands (ready to paste) and a time estimate from measured runs; write nothing
+  plots=      true|false: the convergence/gradient figures (default true)
+  wandb=      true|false: a summary W&B run of the table (default false)
+Any other key=value is passed on to every normexp-train job (e.g. trainer.device=cuda)."""
+
+
 def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
     known = {"table", "profile", "launcher", "seeds", "out_root", "tasks", "norms", "dry_run", "plots", "wandb"}
+    if any(arg in ("-h", "--help", "help") for arg in argv):
+        print(usage())
+        raise SystemExit(0)
     options, extra = {}, []
     for arg in argv:
         key, sep, value = arg.partition("=")
@@ -117,13 +155,36 @@ def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
         else:
             extra.append(arg)
     if "table" not in options:
-        raise SystemExit("usage: normexp-reproduce table=<name> profile=tiny|full [launcher=basic|joblib|"
-                         "submitit_local|slurm] [seeds=1,2,3] [tasks=..] [norms=..] [out_root=outputs] [overrides...]")
+        fail(f"table=<name> is missing: choose one of {', '.join(table_names())} (--help: all options)")
     if options.setdefault("profile", "tiny") not in DEFAULT_PRESETS:
-        raise SystemExit(f"profile={options['profile']} is not valid: choose tiny or full")
+        fail(f"profile={options['profile']} is not valid: choose tiny or full")
     if options.setdefault("launcher", "basic") not in LAUNCHERS:
-        raise SystemExit(f"launcher={options['launcher']} is not valid: choose one of {', '.join(LAUNCHERS)}")
+        fail(f"launcher={options['launcher']} is not valid: choose one of {', '.join(LAUNCHERS)}")
+    for flag in ("dry_run", "plots", "wandb"):
+        if options.get(flag, "false") not in ("true", "false"):
+            fail(f"{flag}={options[flag]} is not valid: choose true or false")
     return options, extra
+
+
+def estimate(todo: list[Job], spec: TableSpec, profile: str, out_root: Path) -> str:
+    """Runs x time, from the median wall time of finished runs of the same column and profile under ``out_root``."""
+    columns = {(preset(c, profile), tuple((k, str(v)) for k, v in c.where.items())): c for c in spec.columns}
+    records = [rec for _, rec in find_records(out_root)
+               if rec.status in FINISHED and rec.profile == profile and rec.wall_time_s > 0] if out_root.is_dir() else []
+    total, unknown = 0.0, 0
+    for job in todo:
+        times = [rec.wall_time_s for rec in records if columns[job.experiment, job.where].matches(rec)]
+        if times:
+            total += statistics.median(times)
+        else:
+            unknown += 1
+    known = len(todo) - unknown
+    text = f"estimate: {len(todo)} runs"
+    if known:
+        text += f"; {known} of them ~{total / 3600:.2f} h one after another (median measured wall time of their column)"
+    if unknown:
+        text += f"; {unknown} with no measured run of their column yet (time unknown)"
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,16 +196,20 @@ def main(argv: list[str] | None = None) -> int:
     jobs = plan(spec, profile, seeds, split("tasks"), split("norms"))
     todo = [j for j in jobs if j not in finished_jobs(out_root, profile, jobs, spec, extra)]
     print(f"{spec.name} ({profile}): {len(jobs)} runs, {len(jobs) - len(todo)} already finished, {len(todo)} to launch")
+    dry = options.get("dry_run") == "true"
+    failed = 0
     for cmd in multirun_commands(todo, options["launcher"], spec.name, out_root, extra):
-        print("$ " + " ".join(cmd[1:]), flush=True)
-        if options.get("dry_run") != "true":
-            subprocess.run(cmd, check=False)  # a failed job is recorded as failed; the table shows it
-    out_dir = out_root / "tables" / profile
-    paths = write_report(spec, out_root, out_dir, profile, plots=options.get("plots", "true") == "true",
+        print("$ " + shlex.join(cmd), flush=True)
+        if not dry:  # a failed job is recorded as failed; the table shows it
+            failed += subprocess.run(cmd, check=False).returncode != 0
+    if dry:
+        print(estimate(todo, spec, profile, out_root))
+        return 0
+    paths = write_report(spec, out_root, out_root / "tables", profile, plots=options.get("plots", "true") == "true",
                         wandb=options.get("wandb") == "true")
     print(paths["md"].read_text(encoding="utf-8"))
     print("written: " + ", ".join(str(p) for p in paths.values()))
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

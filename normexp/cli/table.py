@@ -1,10 +1,14 @@
 """``normexp-table table=<name> [root=outputs] [profile=tiny|full] [out_dir=...] [plots=true] [wandb=false]``.
 
+The files go to ``<out_dir>/<profile>/`` (default ``<root>/tables/<profile>/``); without ``profile=`` the one profile
+of the records is taken, and records of both profiles are refused in one line.
+
 The Hydra entry point for tables: the table (md/tex/csv with significance marks and the paper's claims checked), its
 speed table, the figures (``plots``) and a summary W&B run (``wandb``, offline unless WANDB_MODE says otherwise).
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -22,9 +26,9 @@ from normexp.analysis.tables import TableSpec
 class TableAppConfig:
     table: Any = MISSING
     root: str = "outputs"  # where to look for run records (any depth)
-    profile: Optional[str] = None  # tiny | full; required when the records mix profiles
-    out_dir: Optional[str] = None  # default: <root>/tables
-    plots: bool = True  # convergence and gradient figures (PNG + PDF) under <out_dir>/plots/<table>/
+    profile: Optional[str] = None  # tiny | full; required when the records hold both
+    out_dir: Optional[str] = None  # default: <root>/tables; the files go to <out_dir>/<profile>/
+    plots: bool = True  # convergence and gradient figures (PNG + PDF) under <out_dir>/<profile>/plots/<table>/
     wandb: bool = False  # a summary W&B run of the table and figures
     wandb_project: str = "normexp"
 
@@ -41,8 +45,12 @@ def main(cfg: DictConfig) -> None:
     if not root.is_dir():
         raise SystemExit(f"no run records: {root} is not a folder (pass root=<folder holding the runs>)")
     out_dir = Path(cfg.out_dir) if cfg.out_dir else root / "tables"
-    paths = write_report(spec, root, out_dir, cfg.profile, plots=cfg.plots, wandb=cfg.wandb,
-                        wandb_project=cfg.wandb_project)
+    try:
+        paths = write_report(spec, root, out_dir, cfg.profile, plots=cfg.plots, wandb=cfg.wandb,
+                             wandb_project=cfg.wandb_project)
+    except ValueError as e:  # a profile that cannot be chosen, a run.json that is not a record: one line, exit 2
+        print(f"Error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     print(paths["md"].read_text(encoding="utf-8"))
     if "speed_md" in paths:
         print(paths["speed_md"].read_text(encoding="utf-8"))

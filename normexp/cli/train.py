@@ -1,11 +1,16 @@
 """``normexp-train``: compose the config, hand it to the one job (``normexp.engine.job``), report its outcome.
 
-Hydra stops here: below this package everything is plain dataclasses and objects. In a multirun a failing job is
-recorded ``failed`` and the sweep goes on.
+Hydra stops here: below this package everything is plain dataclasses and objects. A failure ends a run with one line
+on stderr (the traceback is in its run.json) and exit code 1; SIGINT/SIGTERM with 130/143 after a checkpoint. In a
+multirun a failing job is recorded ``failed`` and the sweep goes on; the sweep then ends with a summary of its jobs
+and exit code 1 when any failed (``callbacks.py``).
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
+import sys
 from pathlib import Path
 
 import hydra
@@ -15,9 +20,13 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from normexp.cli import conf_dir
+from normexp.atomic import atomic_write_text
+from normexp.cli.callbacks import OUTCOMES_ENV, job_config
+from normexp.cli.checks import check_config
 from normexp.cli.config import register_configs
-from normexp.engine.job import run_job
-from normexp.records import RECORD_NAME, RunRecord
+from normexp.engine.job import JobFailed, run_job
+from normexp.engine.trainer import Interrupted
+from normexp.records import RunRecord
 
 log = logging.getLogger("normexp")
 register_configs()
@@ -62,17 +71,39 @@ def run(cfg: DictConfig, run_dir: Path) -> RunRecord:
         forget_fairseq_configs()  # a machine-translation job imported fairseq: keep it out of the next job's config
 
 
+def report_outcome(run_dir: Path, status: str, error: str | None) -> None:
+    """In a sweep: leaves this job's outcome where the sweep's summary (``callbacks.OutputDirCheck``) reads it."""
+    if folder := os.environ.get(OUTCOMES_ENV):
+        job = HydraConfig.get().job
+        name = f"{job.get('num', 0):05d}-{os.getpid()}.json"
+        atomic_write_text(Path(folder) / name, json.dumps({"run_dir": str(run_dir), "status": status, "error": error}))
+
+
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="config")
 def main(cfg: DictConfig) -> float | None:
     """Returns the best valid primary metric, so that a Hydra sweeper can optimise it."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    status, error = "failed", None
     try:
+        if multirun:  # a sweeper other than the basic one composes jobs as it goes: check each one here
+            check_config(job_config(cfg))
         record = run(cfg, run_dir)
+        status = record.status
+    except Interrupted as e:
+        status, error = "interrupted", str(e)
+        print(f"{run_dir}: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(e.code) from None
     except Exception as e:
-        if HydraConfig.get().mode != RunMode.MULTIRUN:
-            raise
-        log.error("job failed (recorded in %s): %s", run_dir / RECORD_NAME, e)  # the sweep goes on
-        return None
+        error = str(e)
+        where = f" (traceback in {e.record_path})" if isinstance(e, JobFailed) else ""
+        print(f"Error: {run_dir}: {error}{where}", file=sys.stderr, flush=True)
+        if not multirun:
+            raise SystemExit(1) from None
+        return None  # the sweep goes on
+    finally:
+        if multirun:
+            report_outcome(run_dir, status, error)
     log.info("%s: %s, best valid %s, test %s", run_dir, record.status, record.best_valid, record.test)
     return record.best_valid.get(record.primary_metric)
 

@@ -6,6 +6,7 @@ Everything is saved as tensors and plain containers, so ``torch.load(weights_onl
 """
 from __future__ import annotations
 
+import logging
 import os
 import random
 import re
@@ -17,6 +18,7 @@ import torch
 
 from normexp.atomic import atomic_path
 
+log = logging.getLogger("normexp")
 STEP_FILE = re.compile(r"step-(\d+)\.pt$")
 
 
@@ -44,8 +46,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def atomic_save(obj: Any, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(obj, tmp)
+    except (OSError, RuntimeError) as e:  # torch reports a full disk as an opaque "enforce fail"
+        raise OSError(f"could not write {path} (is the disk full?): {str(e).splitlines()[0]}. The earlier "
+                      "checkpoints are intact: make room and rerun the same command to resume") from e
 
 
 class CheckpointDir:
@@ -68,12 +74,13 @@ class CheckpointDir:
         return sorted(p for p in self.path.iterdir() if STEP_FILE.search(p.name))
 
     def latest(self) -> dict[str, Any] | None:
-        """The newest readable checkpoint (an unreadable one is skipped, never trusted)."""
+        """The newest readable checkpoint (an unreadable one is skipped, never trusted, and said so)."""
         for path in reversed(self.step_files()):
             try:
                 return torch.load(path, weights_only=True, map_location="cpu")
-            except Exception:  # noqa: BLE001 - fall back to the previous checkpoint
-                continue
+            except Exception as e:  # noqa: BLE001 - fall back to the previous checkpoint
+                log.warning("checkpoint %s is unreadable (%s: %s): trying the one before it (the file is kept)",
+                            path, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
         return None
 
     def last_states(self, n: int) -> list[dict[str, Any]]:

@@ -3,7 +3,9 @@
 The CLI composes the config and hands down two views of it: ``config``, the resolved plain dict (stored in the
 record, compared on resume) and ``objects``, the same settings as dataclasses (task, model, norm, optim, trainer,
 logger, seed, name, profile). Re-running a job whose run dir holds a finished record does nothing (completed and
-diverged are results); an unfinished one resumes from its last checkpoint (``trainer.resume=auto``).
+diverged are results); an unfinished one resumes from its last checkpoint (``trainer.resume=auto``);
+``trainer.resume=restart`` sets the old run aside (``rundir.set_aside``) and starts over. One process at a time owns a
+run dir (``rundir.owned``).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import torch
 from normexp.engine import distributed
 from normexp.engine.cpu_memory import keep_freed_memory
 from normexp.engine.loggers import ConsoleLogger, WandbLogger
+from normexp.engine.rundir import owned, set_aside
 from normexp.engine.trainer import Interrupted, Trainer
 from normexp.norms import norm_factory
 from normexp.records import RECORD_NAME, RunRecord, git_commit, package_versions, read_record
@@ -32,6 +35,14 @@ FINAL = ("completed", "diverged")
 # out of the run folder's name.)
 RESULT_NEUTRAL_KEYS = ("trainer.progress", "trainer.device", "trainer.resume", "trainer.threads",
                        "trainer.log_every_steps", "logger")
+
+
+class JobFailed(RuntimeError):
+    """A job failed after its record was written: the record holds the traceback (``record_path``)."""
+
+    def __init__(self, cause: BaseException, record_path: Path):
+        super().__init__(str(cause) or type(cause).__name__)
+        self.record_path = record_path
 
 
 def comparable(config: dict[str, Any]) -> dict[str, Any]:
@@ -53,8 +64,11 @@ def previous_record(run_dir: Path, config: dict[str, Any]) -> RunRecord | None:
         return None
     previous = read_record(path)
     if comparable(previous.config) != comparable(config):
-        raise ValueError(f"{run_dir} already holds a run with a different config. Choose another experiment name "
-                         "(name=...) or output root (out_root=...), or delete that folder to replace the run.")
+        changed = sorted(k for k in set(comparable(config)) | set(comparable(previous.config))
+                         if comparable(config).get(k) != comparable(previous.config).get(k))
+        raise ValueError(f"{run_dir} already holds a run with another config (differs in: {', '.join(changed)}). "
+                         "Choose another experiment name (name=...) or output root (out_root=...), or start over "
+                         "there with trainer.resume=restart (the old run is kept in previous-<time>/).")
     return previous
 
 
@@ -107,7 +121,17 @@ def make_logger(objects, config: dict, run_dir: Path, resumed_state: dict | None
 
 
 def run_job(config: dict[str, Any], objects, run_dir: Path) -> RunRecord:
-    """Runs (or resumes, or skips) one training job in ``run_dir`` and returns its record."""
+    """Runs (or resumes, or skips) one training job in ``run_dir`` and returns its record. Raises ``RunDirBusy`` at
+    once when another live process owns ``run_dir``."""
+    if not distributed.is_main():  # rank 0 owns the run dir for every rank
+        return _run_job(config, objects, run_dir)
+    with owned(run_dir):
+        if objects.trainer.resume == "restart" and (aside := set_aside(run_dir)) is not None:
+            log.warning("trainer.resume=restart: the previous run of %s is kept in %s", run_dir, aside)
+        return _run_job(config, objects, run_dir)
+
+
+def _run_job(config: dict[str, Any], objects, run_dir: Path) -> RunRecord:
     previous = previous_record(run_dir, config)
     if previous is not None and previous.status in FINAL:
         log.info("%s: already %s, nothing to do", run_dir, previous.status)
@@ -124,17 +148,21 @@ def run_job(config: dict[str, Any], objects, run_dir: Path) -> RunRecord:
         trainer = Trainer(task, model, objects.optim, objects.trainer, run_dir, record, ConsoleLogger(), sites)
         resumed = objects.trainer.resume == "auto" and trainer.resume()
         if resumed:
-            log.info("resumed from step %d (epoch %d)", trainer.progress.step, trainer.progress.epoch)
+            log.info("resumed from step %d (epoch %d)", trainer.progress.step, trainer.progress.epoch + 1)
         if distributed.is_main():
             state = trainer.checkpoints.latest() if resumed else None
             logger = trainer.logger = make_logger(objects, config, run_dir, state)
         trainer.fit()
     except Interrupted as e:
         record.status, record.error = "interrupted", str(e)
-        raise SystemExit(143) from e
-    except Exception:
-        record.status, record.error = "failed", traceback.format_exc()
         raise
+    except KeyboardInterrupt as e:  # Ctrl-C outside the loop's handler (building, or a second Ctrl-C): no new checkpoint
+        record.status = "interrupted"
+        record.error = "SIGINT: stopped at once, no new checkpoint; rerun the same command to resume from the last one"
+        raise Interrupted(record.error, code=130) from e
+    except Exception as e:
+        record.status, record.error = "failed", traceback.format_exc()
+        raise JobFailed(e, run_dir / RECORD_NAME) from e
     finally:
         record.wall_time_s = round(record.wall_time_s + time.perf_counter() - started, 3)
         if distributed.is_main():

@@ -57,4 +57,8 @@ class WandbLogger(ConsoleLogger):
         return {"wandb_id": self.run.id}
 
     def finish(self, status: str) -> None:
+        offline = self.run.settings.mode == "offline"
+        folder = Path(self.run.dir).parent  # wandb/offline-run-<time>-<id>/ (its files/ is run.dir)
         self.run.finish(exit_code=0 if status == "completed" else 1)
+        if offline:  # WANDB_SILENT hides wandb's own hint: the one place to say where the run went
+            log.warning("W&B run saved offline in %s; upload it with: wandb sync %s", folder, folder)

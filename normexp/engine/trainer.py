@@ -3,7 +3,8 @@
 Per update: loss and backward for each of ``update_freq`` consecutive batches (gradients accumulated, fairseq's
 ``--update-freq``) → divergence check → clip → step → schedule. Valid is evaluated each epoch (or every
 ``eval_every_steps``), the best weights are kept, and test is run once at the end on the best weights. Checkpoints
-(``checkpoints.py``) make a killed run resumable; SIGTERM checkpoints before exiting.
+(``checkpoints.py``) make a killed run resumable; SIGTERM and SIGINT (Ctrl-C) checkpoint at that step before exiting
+(a second Ctrl-C stops at once). Epochs are numbered from 1 wherever a user sees them (record, logs, W&B).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import contextlib
 import itertools
 import math
 import signal
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,7 +35,12 @@ class Diverged(Exception):
 
 
 class Interrupted(Exception):
-    """SIGTERM arrived; a checkpoint was written and the run can be resumed."""
+    """SIGTERM or SIGINT arrived; a checkpoint was written and the run can be resumed. ``code``: the exit code a shell
+    gives a process ended by that signal (143, 130)."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass
@@ -68,7 +75,7 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, optim_cfg, self.total_steps)
         self.checkpoints = CheckpointDir(self.run_dir, max(cfg.keep_checkpoints, cfg.average_last))
         self.progress = Progress()
-        self._sigterm = False
+        self._signal: int | None = None  # SIGTERM or SIGINT, once one arrived
 
     def _total_steps(self) -> int:
         if self.cfg.max_steps > 0:
@@ -125,13 +132,13 @@ class Trainer:
         metrics = self.evaluate("valid")
         if task.primary_metric not in metrics:
             raise KeyError(f"task {type(task).__name__}.evaluate returned {sorted(metrics)}, not {task.primary_metric!r}")
-        self.record.curves["valid"].append({"epoch": p.epoch, "step": p.step, **metrics})
+        self.record.curves["valid"].append({"epoch": p.epoch + 1, "step": p.step, **metrics})
         self.logger.log({f"valid/{k}": v for k, v in metrics.items()}, step=p.step)
         value = metrics[task.primary_metric]
         better = p.best_value is None or (value > p.best_value if task.higher_is_better else value < p.best_value)
         if better and math.isfinite(value):
             p.best_value = value
-            self.record.best_valid, self.record.best_epoch, self.record.best_step = metrics, p.epoch, p.step
+            self.record.best_valid, self.record.best_epoch, self.record.best_step = metrics, p.epoch + 1, p.step
             if self.is_main:
                 self.checkpoints.save_best(self.model.state_dict())
         self.flush_record()
@@ -196,7 +203,8 @@ class Trainer:
     def fit(self) -> RunRecord:
         """Trains to the end (or to divergence), then tests the best weights. Returns the finished record."""
         cfg, p = self.cfg, self.progress
-        previous = signal.signal(signal.SIGTERM, self._on_sigterm) if _main_thread() else None
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)} \
+            if _main_thread() else {}
         self.model.train()
         try:
             while not self.done():
@@ -206,8 +214,8 @@ class Trainer:
             self.flush_record()
             return self.record
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         if not self.is_main:  # rank 0 tests and writes; the other ranks are done
             return self.record
         self.model.load_state_dict(self._test_weights())
@@ -237,7 +245,7 @@ class Trainer:
         # a resumed epoch skips the batches already trained on: a whole number of groups, checkpoints follow updates
         groups = _groups(itertools.islice(batches, p.batch, None), cfg.update_freq)
         bar = tqdm(groups, total=-(-total // cfg.update_freq) if total is not None else None,
-                   initial=p.batch // cfg.update_freq, disable=not cfg.progress or not self.is_main,
+                   initial=p.batch // cfg.update_freq, disable=not (cfg.progress and self.is_main and _on_terminal()),
                    desc=f"epoch {p.epoch + 1}/{cfg.max_epochs}", leave=False, dynamic_ncols=True)
         running = None
         for group in bar:
@@ -254,9 +262,11 @@ class Trainer:
                 self.save_checkpoint()
             elif cfg.checkpoint_every_steps and p.step % cfg.checkpoint_every_steps == 0:
                 self.save_checkpoint()
-            if self._sigterm:
+            if self._signal is not None:
                 self.save_checkpoint()
-                raise Interrupted(f"SIGTERM at step {p.step}: checkpoint written, rerun the same command to resume")
+                name = signal.Signals(self._signal).name
+                raise Interrupted(f"{name} at step {p.step}: checkpoint written, rerun the same command to resume",
+                                  code=128 + self._signal)
             if cfg.max_steps and p.step >= cfg.max_steps:
                 break
         bar.close()
@@ -265,7 +275,7 @@ class Trainer:
     def _end_epoch(self) -> None:
         p, cfg = self.progress, self.cfg
         train_loss = p.epoch_loss_sum / max(p.epoch_units, 1)
-        self.record.curves["train_loss"].append({"epoch": p.epoch, "step": p.step, "loss": train_loss})
+        self.record.curves["train_loss"].append({"epoch": p.epoch + 1, "step": p.step, "loss": train_loss})
         self.logger.log({"train/epoch_loss": train_loss, "epoch": p.epoch + 1}, step=p.step)
         if not cfg.eval_every_steps or self.done_after_epoch():
             self.validate()
@@ -280,14 +290,22 @@ class Trainer:
         finishing = (cfg.max_steps and p.step >= cfg.max_steps) or p.epoch + 1 >= cfg.max_epochs
         return bool(finishing and p.step % cfg.eval_every_steps != 0)
 
-    def _on_sigterm(self, signum, frame) -> None:  # noqa: ARG002
-        self._sigterm = True
+    def _on_signal(self, signum, frame) -> None:  # noqa: ARG002
+        """Asks the loop to checkpoint and stop after the current step; a second Ctrl-C stops at once."""
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        self._signal = signum
 
 
 def _groups(batches: Iterator[Any], size: int) -> Iterator[list[Any]]:
     """Consecutive groups of ``size`` batches, the last one possibly shorter."""
     while group := list(itertools.islice(batches, size)):
         yield group
+
+
+def _on_terminal() -> bool:
+    """The progress bar (on stderr) only where a person watches it: redirected logs get the logger's lines instead."""
+    return sys.stderr.isatty()
 
 
 def _main_thread() -> bool:

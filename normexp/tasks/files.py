@@ -4,7 +4,10 @@ Lookup order for a file ``relpath`` (e.g. ``mnist/t10k-labels-idx1-ubyte.gz``):
 1. ``$NORMEXP_DATA_ROOT/relpath`` (CI and the tests point this at their copy of the data),
 2. ``$NORMEXP_DOWNLOAD_DIR/relpath``, by default the checkout's ``data/`` (``~/.cache/normexp/data`` for a wheel),
 3. download from the spec's public URLs into that folder, verified before it is moved into place.
-Every file found or fetched is checked against its SHA-256 (of the file, or of its decompressed content for ``.gz``).
+Every file found or fetched is checked against its SHA-256 (of the file, or of its decompressed content for ``.gz``),
+on every run: the full checksum once, then, while the file keeps the size and mtime it had then, that stamp (kept under
+the cache dir). A file changed since (truncated, edited, replaced) is checksummed again and refused, naming it.
+``verified_sha256`` tells a record which checksums this process has checked, and only those.
 """
 from __future__ import annotations
 
@@ -17,8 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from normexp.atomic import atomic_path
+from normexp.atomic import atomic_path, atomic_write_text
 
+# relpath -> the checksum this process verified the file against (records state only these)
+_VERIFIED: dict[str, str] = {}
 
 
 def _default_data_dir() -> Path:
@@ -66,7 +71,39 @@ def sha256_of(path: Path, decompress: bool = False) -> str:
     return digest.hexdigest()
 
 
+def verified_sha256(relpath: str) -> str | None:
+    """The checksum ``relpath`` was verified against in this process; None if it was not."""
+    return _VERIFIED.get(relpath)
+
+
 def verify(path: Path, spec: FileSpec) -> None:
+    if spec.sha256 or spec.content_sha256:
+        _VERIFIED.pop(spec.relpath, None)
+    _verify(path, spec)
+    if spec.sha256 or spec.content_sha256:
+        _VERIFIED[spec.relpath] = spec.sha256 or spec.content_sha256
+
+
+def verify_stamped(path: Path, spec: FileSpec) -> None:
+    """``verify``, cheaply: skipped while the file has the size and mtime it had when its checksum last matched."""
+    stamp_file = cache_dir() / "verified" / (hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:24] + ".json")
+    stat = path.stat()
+    stamp = {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+             "sha256": spec.sha256, "content_sha256": spec.content_sha256}
+    try:
+        if json.loads(stamp_file.read_text(encoding="utf-8")) == stamp:
+            _VERIFIED[spec.relpath] = spec.sha256 or spec.content_sha256
+            return
+    except (OSError, ValueError):
+        pass
+    verify(path, spec)
+    try:
+        atomic_write_text(stamp_file, json.dumps(stamp))
+    except OSError:  # a read-only cache dir: the checksum is simply computed again next time
+        pass
+
+
+def _verify(path: Path, spec: FileSpec) -> None:
     if spec.sha256 and (got := sha256_of(path)) == spec.sha256:
         return
     if spec.content_sha256:
@@ -90,7 +127,7 @@ def fetch(spec: FileSpec) -> Path:
     for root in roots:
         path = root / spec.relpath
         if path.is_file():
-            verify(path, spec)
+            verify_stamped(path, spec)
             return path
     if not spec.urls:
         raise DataError(

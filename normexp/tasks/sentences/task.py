@@ -22,7 +22,7 @@ from normexp.tasks.sentences import data as sd
 from normexp.norms import NormFactory
 from normexp.tasks.base import Task, classification_metrics
 from normexp.tasks.batching import epoch_permutation, sequential_batches
-from normexp.tasks.files import cached
+from normexp.tasks.files import cached, verified_sha256
 
 NUM_CLASSES = {"rt": 2, "sst5": 5}
 
@@ -88,6 +88,11 @@ def build_data(cfg: SentenceConfig) -> dict:
 def load_data(cfg: SentenceConfig) -> dict:
     if cfg.max_len < 1 or cfg.min_freq < 1:
         raise ValueError(f"task.max_len={cfg.max_len} and task.min_freq={cfg.min_freq} must both be >= 1")
+    # The source files are verified on every run, cache or not: a file changed since the cache was built fails here.
+    if cfg.name == "rt":
+        sd.rt_file(0), sd.rt_file(1)
+    else:
+        sd.fetch(sd.SST_ZIP)
     return cached(f"sentences-{cfg.name}", data_key(cfg), lambda: build_data(cfg))
 
 
@@ -186,14 +191,16 @@ class SentenceTask(Task):
             "pretrained_embeddings": None,
         }
         if cfg.name == "rt":
-            out["files"] = {f.relpath: f.sha256 for f in sd.RT_FILES.values()}
+            out["files"] = {f.relpath: verified_sha256(f.relpath) for f in sd.RT_FILES.values()}
             out["encoding"] = "cp1252"
             out["split"] = (f"fixed 8:1:1, split_seed={cfg.split_seed}" if cfg.split == "fixed" else
                             f"cv10 fold {cfg.fold} as test, fold {(cfg.fold + 1) % 10} as valid, "
                             f"split_seed={cfg.split_seed}")
             out.update(split_mode=cfg.split, split_seed=cfg.split_seed, fold=cfg.fold if cfg.split == "cv10" else None)
         else:
-            out["files"] = {sd.SST_ZIP.relpath: sd.SST_ZIP.sha256, **{m: s for m, s in sd.SST_MEMBERS.values()}}
+            # the members' checksums are checked when the splits are built, from the zip verified here
+            out["files"] = {sd.SST_ZIP.relpath: verified_sha256(sd.SST_ZIP.relpath),
+                            **{m: s for m, s in sd.SST_MEMBERS.values()}}
             out["split"] = "official SST-5 train/dev/test, sentence level (root labels)"
             out["train_phrases"] = cfg.train_phrases
         return out
