@@ -57,7 +57,7 @@ class Verdict:
 
 
 def evaluate(claim: ClaimSpec, spec: Any, cells: dict, alpha: float = ALPHA) -> list[Verdict]:
-    rows = {r.norm for r in spec.rows}
+    rows = {r.key for r in spec.rows}
     if unknown := sorted({n for n in (claim.a, claim.b, claim.norm) if n} - rows):
         raise ValueError(f"claim {claim.text!r} names {unknown}, not rows of table {spec.name}: use one of {sorted(rows)}")
     wanted = claim.columns or ([claim.column] if claim.column else None)
