@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from normexp.norms import NormConfig, resolved_options
 from normexp.records import RunRecord
 
 
@@ -20,6 +21,7 @@ def make_record(task: str, norm: str, seed: int, value: Optional[float] = None, 
                     primary_metric=metric, test={metric: value} if status == "completed" and value is not None else {},
                     curves={"train_loss": train, "valid": valid}, steps=100 * len(train_losses),
                     steps_per_s=steps_per_s, host="testhost")
+    rec.extra["norm"] = resolved_options(NormConfig(name=norm))  # as engine/job.py records it (C = 1 for adanorm)
     if grad_stats is not None:
         rec.extra["grad_stats"] = grad_stats
     return rec

@@ -1,6 +1,7 @@
 """Rows that select runs by config values (two AdaNorm rows, C = 1 and C = 2) and rows whose C is chosen on valid."""
 import pytest
 
+from normexp.norms import NormConfig, resolved_options
 from normexp.analysis.tables import ColumnSpec, RowSpec, TableSpec, build_cells, to_csv, to_markdown
 from tests.records import make_record
 from tests.test_tables import cells_of
@@ -10,6 +11,7 @@ def adanorm(seed, test, valid, C, task="rt", status="completed"):
     """A run of AdaNorm that differs from the others only in C (and its numbers)."""
     rec = make_record(task, "adanorm", seed, test, status=status,
                       config={"task": {"name": task}, "norm": {"name": "adanorm", "C": C, "convention": "official"}})
+    rec.extra["norm"] = resolved_options(NormConfig(name="adanorm", C=C, convention="official"))
     rec.primary_metric, rec.higher_is_better = "accuracy", True
     rec.best_valid = {"accuracy": valid} if status == "completed" else {}
     return rec
