@@ -14,7 +14,7 @@ detach_var         z = (x - mu) / sg(s)                                       ep
 adanorm            z = C * (1 - k * sg(y)) * y,  y = (x - mu) / s             eps unbiased eps_mode C k
 rmsnorm            z = g * x / s_rms (+ b)       (Zhang & Sennrich)           eps eps_mode bias
 prmsnorm           rmsnorm with s_rms from the first m = ceil(p * H) elements eps eps_mode bias p
-batchnorm          per feature over all leading dims (nn.BatchNorm1d)         eps
+batchnorm          per feature over all leading dims (nn.BatchNorm1d)         eps unbiased
 =================  =========================================================  ====================
 
 s = sqrt(var + eps) for eps_mode="inside" or sqrt(var) + eps for "outside"; var divides by H
