@@ -89,6 +89,7 @@ def test_a_finished_run_counts_only_for_the_overrides_it_ran_with():
     assert set_by([], record)
     assert set_by(["trainer.max_epochs=2", "optim.lr=1e-3", "trainer.grad_stats=false"], record)
     assert not set_by(["trainer.grad_stats=true"], record), "another value: another sweep"
+    assert set_by(["hydra.launcher.n_jobs=2"], record), "how many jobs run at once changes no result"
     assert not set_by(["trainer.no_such_key=1"], record)
     assert not set_by(["optim=sgd"], record), "a group choice cannot be checked: launch, the trainer skips it if done"
 

@@ -96,6 +96,8 @@ def set_by(overrides: list[str], record: RunRecord) -> bool:
     for text in overrides:
         override = parser.parse_override(text)
         key = override.key_or_group
+        if key.startswith("hydra.launcher."):  # where and how many jobs run at once, never what a job computes
+            continue
         if key.startswith("hydra") or override.is_delete() or override.package is not None:
             return False
         value = record.config

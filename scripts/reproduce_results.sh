@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Regenerates docs/results/: the papers' tables on the CPU-feasible columns (RT, SST5, MNIST, PTB) at profile full.
+#
+#   scripts/reproduce_results.sh            # run (or resume) the sweep, then build the tables
+#   scripts/reproduce_results.sh plan       # print what each stage would launch, run nothing
+#
+# Resumable: each stage is a normexp-reproduce call, which launches only the runs without a finished (completed or
+# diverged) record under $OUT; unfinished runs resume from their checkpoints. Interrupted? Run the same command again.
+# Stages (seeds: 5 for the rows of Tables 1-3, 3 for the rest):
+#   1. Tables 1-3 and the partial-detach table, seeds 1-3: w/o Norm, LayerNorm, LayerNorm-simple, DetachNorm,
+#      DetachMean, DetachVariance, and AdaNorm at every C of its grid {0.5, 1, 2} (conf/table/adanorm_table3.yaml).
+#   2. Tables 1-3, seeds 4-5; AdaNorm only at the C chosen on valid in each column (grid=chosen, from stage 1's seeds).
+#   3. Ba et al.'s batch-size table (B = 128, 4, 1) and the RMSNorm re-centring table, seeds 1-3.
+#   4. The run.json records (only those: no checkpoints, no logs) are copied to $DOCS/runs/ and every table is built
+#      from that copy into $DOCS/tables/, so that
+#        normexp-table table=adanorm_table3 root=docs/results profile=full
+#      rebuilds the committed table from the committed records.
+# Both cores: the joblib launcher with $JOBS jobs, each on one torch thread.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+OUT=${OUT:-outputs/results}
+DOCS=${DOCS:-docs/results}
+JOBS=${JOBS:-2}
+PYTHON=${PYTHON:-python}
+COLUMNS=rt,sst5,mnist,ptb
+DRY=false
+[[ "${1:-}" == plan ]] && DRY=true
+
+reproduce() {  # normexp-reproduce with the sweep's common settings; trainer.threads/progress change no result
+  "$PYTHON" -m normexp.cli.reproduce profile=full launcher=joblib out_root="$OUT" plots=false dry_run="$DRY" \
+    "$@" hydra.launcher.n_jobs="$JOBS" trainer.threads=1 trainer.progress=false
+}
+
+for table in adanorm_table1 adanorm_table2 adanorm_table3 adanorm_detach; do
+  reproduce table="$table" tasks="$COLUMNS" seeds=1,2,3
+done
+for table in adanorm_table1 adanorm_table2 adanorm_table3; do
+  reproduce table="$table" tasks="$COLUMNS" seeds=4,5 grid=chosen
+done
+reproduce table=ln_paper_batch_size seeds=1,2,3
+reproduce table=rmsnorm_paper_recentring seeds=1,2,3
+$DRY && exit 0
+
+# The records the tables are built from, and nothing else.
+mkdir -p "$DOCS/runs"
+(cd "$OUT" && find . -name run.json -not -path "./tables/*" -print0) |
+  while IFS= read -r -d '' record; do
+    mkdir -p "$DOCS/runs/$(dirname "$record")"
+    cp "$OUT/$record" "$DOCS/runs/$record"
+  done
+for table in adanorm_table1 adanorm_table2 adanorm_table3 adanorm_detach ln_paper_batch_size rmsnorm_paper_recentring; do
+  "$PYTHON" -m normexp.cli.table table="$table" root="$DOCS" profile=full out_dir="$DOCS/tables" > /dev/null
+done
+echo "tables: $DOCS/tables; records: $DOCS/runs"
