@@ -67,6 +67,16 @@ def test_every_tables_planned_runs_compose_in_both_profiles():
     GlobalHydra.instance().clear()
 
 
+def test_tasks_selects_columns_by_task_label_or_key():
+    from normexp.cli.reproduce import load_table, plan
+
+    spec = load_table("ln_paper_batch_size")
+    batches = lambda tasks: sorted({dict(j.where)["task.batch_size"] for j in plan(spec, "tiny", [1], tasks, None)})  # noqa: E731
+    assert batches(["mnist"]) == ["1", "128", "4"]
+    assert batches(["B=128", "B=4"]) == ["128", "4"]
+    assert batches([spec.columns[2].key]) == ["1"]
+
+
 def test_a_column_takes_only_its_own_experiments_records():
     """The re-centring sweep's centre-0 runs pass every filter of the batch-size table's B=128 column; their
     experiment name keeps them out of it, so the two sweeps can share one out_root."""

@@ -3,7 +3,8 @@
 One command per table: the table spec gives rows (norms, their config filters and hyper-parameter grids) × columns
 (task, config filters); each column runs the
 experiment preset of the profile (``tiny/<task>`` or ``adanorm/<task>`` unless the column names its own), over the
-seeds. A row's ``where:`` values and every point of its ``grid:`` become overrides (``norm.C=0.5``, ...); with
+seeds; ``tasks=`` keeps the columns of those tasks, or the columns of those labels or keys (``tasks=B=128,B=4``).
+A row's ``where:`` values and every point of its ``grid:`` become overrides (``norm.C=0.5``, ...); with
 ``grid=chosen`` a grid row runs only the value chosen so far on the validation set in each column (its extra seeds,
 after the grid ran). Runs whose record is already completed or diverged are not launched again, so re-running the command resumes
 a sweep (unfinished runs resume from their checkpoints) and, once everything is done, launches nothing. Then the
@@ -61,7 +62,7 @@ def plan(spec: TableSpec, profile: str, seeds: list[int], tasks: list[str] | Non
          chosen: dict[tuple[str, str], tuple] | None = None) -> list[Job]:
     """Every run of the table: columns × rows (× grid points) × seeds. ``chosen``: (row id, column key) → the one grid
     point to run there (``grid=chosen``); a grid row's column missing from it runs nothing."""
-    columns = [c for c in spec.columns if not tasks or c.task in tasks]
+    columns = [c for c in spec.columns if not tasks or {c.task, c.label, c.key} & set(tasks)]  # a task or one column
     rows = [r for r in spec.rows if not norms or r.norm in norms or r.key in norms]
     return [Job(preset(c, profile), tuple((k, str(v)) for k, v in c.where.items()), r.norm, seed, overrides)
             for c in columns for r in rows for overrides in row_overrides(r, c, chosen) for seed in seeds]
