@@ -3,6 +3,7 @@
 #
 #   scripts/reproduce_results.sh            # run (or resume) the sweep, then build the tables
 #   scripts/reproduce_results.sh plan       # print what each stage would launch, run nothing
+#   scripts/reproduce_results.sh tables     # only copy the records and build the tables (stage 4)
 #
 # Resumable: each stage is a normexp-reproduce call, which launches only the runs without a finished (completed or
 # diverged) record under $OUT; unfinished runs resume from their checkpoints. Interrupted? Run the same command again.
@@ -30,14 +31,17 @@ DOCS=${DOCS:-docs/results}
 JOBS=${JOBS:-2}
 PYTHON=${PYTHON:-python}
 COLUMNS=rt,sst5,mnist,ptb
+MODE=${1:-all}
+case "$MODE" in all|plan|tables) ;; *) echo "usage: $0 [plan|tables]" >&2; exit 2 ;; esac
 DRY=false
-[[ "${1:-}" == plan ]] && DRY=true
+[[ "$MODE" == plan ]] && DRY=true
 
 reproduce() {  # normexp-reproduce with the sweep's common settings; trainer.threads/progress change no result
   "$PYTHON" -m normexp.cli.reproduce profile=full launcher=joblib out_root="$OUT" plots=false dry_run="$DRY" \
     "$@" hydra.launcher.n_jobs="$JOBS" trainer.threads=1 trainer.progress=false
 }
 
+sweep() {
 for table in adanorm_table1 adanorm_table2 adanorm_table3 adanorm_detach; do
   reproduce table="$table" tasks="$COLUMNS" seeds=1,2,3
 done
@@ -47,6 +51,8 @@ done
 # B = 1 is left out: 550,000 steps per run (about 3.4 h each at the rate measured for B = 4); its cells read "–".
 reproduce table=ln_paper_batch_size tasks=B=128,B=4 seeds=1,2,3
 reproduce table=rmsnorm_paper_recentring seeds=1,2,3
+}
+[[ "$MODE" != tables ]] && sweep
 $DRY && exit 0
 
 # The records the tables are built from, and nothing else.

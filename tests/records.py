@@ -11,12 +11,13 @@ from normexp.records import RunRecord
 def make_record(task: str, norm: str, seed: int, value: Optional[float] = None, *, metric: str = "accuracy",
                 status: str = "completed", profile: str = "tiny", steps_per_s: float = 10.0,
                 train_losses: tuple = (1.0, 0.5), valid_losses: tuple = (1.1, 0.9), grad_stats: Optional[list] = None,
-                config: Optional[dict] = None) -> RunRecord:
+                config: Optional[dict] = None, name: str = "tiny") -> RunRecord:
     """A record of a run of ``task`` with ``norm`` and ``seed``: test ``metric`` = ``value`` (when completed), one
-    train/valid loss per epoch of 100 steps, and (optionally) grad stats as the trainer's hook records them."""
+    train/valid loss per epoch of 100 steps, and (optionally) grad stats as the trainer's hook records them. ``name``:
+    the experiment name, by default the tiny presets' (the AdaNorm tables' MNIST column takes only its presets' runs)."""
     train = [{"epoch": e, "step": 100 * (e + 1), "loss": v} for e, v in enumerate(train_losses)]
     valid = [{"epoch": e, "step": 100 * (e + 1), "loss": v} for e, v in enumerate(valid_losses)]
-    rec = RunRecord(task=task, model="m", norm=norm, seed=seed, name="test", profile=profile,
+    rec = RunRecord(task=task, model="m", norm=norm, seed=seed, name=name, profile=profile,
                     config=config or {"task": {"name": task}, "trainer": {"device": "cpu"}}, status=status,
                     primary_metric=metric, test={metric: value} if status == "completed" and value is not None else {},
                     curves={"train_loss": train, "valid": valid}, steps=100 * len(train_losses),
