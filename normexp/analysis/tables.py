@@ -64,6 +64,7 @@ class ColumnSpec:
     # another experiment's runs that pass the same filters (e.g. the re-centring sweep's centre-0 runs) out of the cell.
     experiments: dict[str, str] = field(default_factory=dict)
     names: list[str] = field(default_factory=list)
+    id: Optional[str] = None  # the column's name in paper: and claims (default: task[k=v,...] from its filters)
 
     def matches(self, record: RunRecord) -> bool:
         return (record.task == self.task and (not self.names or record.name in self.names)
@@ -71,7 +72,7 @@ class ColumnSpec:
 
     @property
     def key(self) -> str:
-        return column_key(self)
+        return self.id or column_key(self)
 
 
 def _lookup(config: dict, dotted: str) -> Any:
