@@ -15,10 +15,10 @@ PAPER_MODEL = {"name": "cnn", "norm_sites": "all"}
 def make_record(task: str, norm: str, seed: int, value: Optional[float] = None, *, metric: str = "accuracy",
                 status: str = "completed", profile: str = "tiny", steps_per_s: float = 10.0,
                 train_losses: tuple = (1.0, 0.5), valid_losses: tuple = (1.1, 0.9), grad_stats: Optional[list] = None,
-                config: Optional[dict] = None, name: str = "tiny") -> RunRecord:
+                config: Optional[dict] = None, name: str = "test") -> RunRecord:
     """A record of a run of ``task`` with ``norm`` and ``seed``: test ``metric`` = ``value`` (when completed), one
     train/valid loss per epoch of 100 steps, and (optionally) grad stats as the trainer's hook records them. ``name``:
-    the experiment name, by default the tiny presets' (the AdaNorm tables' MNIST column takes only its presets' runs)."""
+    the experiment name (a column's ``names:`` may filter on it)."""
     train = [{"epoch": e, "step": 100 * (e + 1), "loss": v} for e, v in enumerate(train_losses)]
     valid = [{"epoch": e, "step": 100 * (e + 1), "loss": v} for e, v in enumerate(valid_losses)]
     rec = RunRecord(task=task, model="m", norm=norm, seed=seed, name=name, profile=profile,
