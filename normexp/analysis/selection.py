@@ -1,7 +1,8 @@
 """Hyper-parameters chosen as the papers chose them: on the validation set, per column.
 
 A table row may declare a grid (``grid: {norm.C: [0.5, 1, 2]}``). Its cell in each column then holds the runs of every
-grid point; `choose_on_valid` keeps those of the point with the best mean validation score and reports test there.
+grid point; `choose` names the point with the best mean validation score and the table (``tables.chosen_cell``) keeps
+only its runs, reporting test there.
 The score of a run is its best valid value of the task's primary metric (``best_valid[primary_metric]``, direction
 ``higher_is_better``), i.e. what the trainer selected its checkpoint on. Points are compared on the seeds that every point
 has finished, so that extra seeds run later at the winning point (5 instead of 3) do not change the choice; a point
@@ -13,6 +14,7 @@ import statistics
 from typing import Any
 
 GridPoint = tuple  # the grid's values, in the order of its keys
+_OFF = object()  # a value not on the grid
 
 
 def config_value(record, dotted: str) -> Any:
@@ -48,9 +50,6 @@ def point_of(record, grid: dict[str, list]) -> GridPoint | None:
             return None
         point.append(match)
     return tuple(point)
-
-
-_OFF = object()
 
 
 def _valid_score(record) -> float | None:
