@@ -127,3 +127,33 @@ def test_bad_claims_are_refused_with_the_fix():
     with pytest.raises(ValueError, match=r"names columns \['ptb'\] not in table t"):
         evaluate(ClaimSpec(text="x", a="rmsnorm", b="layernorm", columns=["ptb"]), tiny_spec([]),
                  build_cells(tiny_spec([]), []))
+
+
+def test_one_norm_across_two_columns_batchnorm_at_B4_vs_B128():
+    """Ba et al.'s batch-size claim, from the table's own spec: BatchNorm's error at B = 4 against its error at B = 128
+    (lower is better), and LayerNorm's robustness, each one row in two columns."""
+    spec = load_table("ln_paper_batch_size")
+    b128, b4 = spec.columns[0], spec.columns[1]
+    config = lambda batch: {"task": {"name": "mnist", "batch_size": batch, "permute_pixels": True},  # noqa: E731
+                            "model": {"name": "mlp", "weight_init_mean": 0.0}}
+    errors = {("batchnorm", 128): [2.0, 2.1, 1.9], ("batchnorm", 4): [4.0, 4.2, 4.1],
+              ("layernorm", 128): [2.0, 2.1, 1.9], ("layernorm", 4): [2.1, 1.9, 2.0]}
+    records = [make_record("mnist", norm, s, v, metric="error", config=config(batch))
+               for (norm, batch), values in errors.items() for s, v in enumerate(values, 1)]
+    for rec in records:
+        rec.name = "ln_paper"
+    cells = build_cells(spec, records)
+    assert cells["batchnorm", b4.key].mean == pytest.approx(4.1)
+    by_text = {c.text: c for c in spec.claims}
+    [bn] = evaluate(by_text["BatchNorm is worse at batch size 4 than at 128"], spec, cells)
+    assert (bn.column, bn.ours, bn.paper) == ("B=4 vs B=128", "holds", "holds")
+    assert bn.detail == "4.10 vs 2.00, p<0.001"
+    [ln] = evaluate(by_text["LayerNorm is no worse at batch size 4 than at 128"], spec, cells)
+    assert (ln.ours, ln.detail) == ("holds", "2.00 vs 2.00, p=1")
+    flipped = ClaimSpec("BatchNorm no worse at B=4", kind="across", norm="batchnorm", relation=">=",
+                        columns=[b4.key, b128.label])  # a key or a label names a column
+    assert evaluate(flipped, spec, cells)[0].ours == "fails"
+    with pytest.raises(ValueError, match="kind across needs columns"):
+        ClaimSpec("x", kind="across", norm="batchnorm", columns=["B=4"])
+    with pytest.raises(ValueError, match="column 'B=2' names 0 columns"):
+        evaluate(ClaimSpec("x", kind="across", norm="batchnorm", columns=["B=2", "B=4"]), spec, cells)

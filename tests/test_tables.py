@@ -32,7 +32,7 @@ def test_cells_carry_n_a_significance_mark_and_the_paper():
     md = to_markdown(spec, cells)
     rows, mnist, ende = cells_of(md), 6, 0
     assert rows["LayerNorm"][mnist] == "99.12 ± 0.02 (n=3) / 99.13"
-    assert rows["AdaNorm"][mnist] == "99.32 ± 0.02 (n=3)* / 99.35"  # 0.2 apart, std 0.02: p ≈ 2e-5
+    assert rows["AdaNorm"][mnist] == "99.32 ± 0.02 (n=3)* [C = 1] / 99.35"  # 0.2 apart, std 0.02: p ≈ 2e-5
     assert rows["LayerNorm-simple"][mnist] == "99.12 ± 0.01 (n=3) / 99.09"  # the same as LayerNorm: no mark
     assert rows["w/o Norm"][mnist] == "99.00 (n=1) / 99.14"  # one seed: no test
     assert rows["w/o Norm"][ende] == "Diverge / Diverge" and rows["LayerNorm"][ende] == "– / 28.3"
@@ -118,7 +118,7 @@ def test_table_app_writes_table_speed_table_and_figures(tmp_path):
     assert (out / "adanorm_table3_speed.md").read_text() in proc.stdout
     figures = sorted(p.name for p in (out / "plots" / "adanorm_table3").iterdir())
     assert figures == ["mnist-convergence.pdf", "mnist-convergence.png", "mnist-grad_stats.pdf", "mnist-grad_stats.png"]
-    assert "99.32 ± 0.02 (n=3)* / 99.35" in proc.stdout
+    assert "99.32 ± 0.02 (n=3)* [C = 1] / 99.35" in proc.stdout
 
 
 def test_a_rebuilt_table_leaves_no_stale_figure(tmp_path):

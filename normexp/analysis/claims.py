@@ -9,18 +9,21 @@ Claims live in the table spec (``claims:``), one of three kinds:
 - ``diverges``: every run of ``norm`` in the column diverged.
 - ``overfits``: ``a`` ends with a lower train loss and a higher valid loss than ``b`` (means over seeds of the last
   recorded values; the paper's convergence figures). The paper's verdict comes from the claim's ``paper`` text.
+- ``across``: one row (``norm``) in two columns (``columns: [first, second]``, by key or label) compared as
+  ``compare`` compares two rows: the first column's cell ``relation`` the second's, e.g. BatchNorm at B = 4 "<" (worse
+  than) BatchNorm at B = 128. The two columns must agree on which direction is better.
 """
 from __future__ import annotations
 
 import math
 import re
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Optional
 
 from normexp.analysis.stats import ALPHA, describe, welch
 
-KINDS = ("compare", "diverges", "overfits")
+KINDS = ("compare", "diverges", "overfits", "across")
 RELATIONS = (">", ">=", "<", "<=")
 HOLDS, FAILS, NOT_RUN = "holds", "fails", "not run"
 
@@ -43,9 +46,11 @@ class ClaimSpec:
         if self.relation not in RELATIONS:
             raise ValueError(f"claim {self.text!r}: relation={self.relation!r} is not valid: choose one of "
                              f"{' '.join(RELATIONS)}")
-        needed = ("norm",) if self.kind == "diverges" else ("a", "b")
+        needed = ("norm",) if self.kind in ("diverges", "across") else ("a", "b")
         if missing := [k for k in needed if not getattr(self, k)]:
             raise ValueError(f"claim {self.text!r} of kind {self.kind} needs {' and '.join(missing)}")
+        if self.kind == "across" and len(self.columns or []) != 2:
+            raise ValueError(f"claim {self.text!r} of kind across needs columns: [first, second] (two columns)")
 
 
 @dataclass
@@ -57,9 +62,11 @@ class Verdict:
 
 
 def evaluate(claim: ClaimSpec, spec: Any, cells: dict, alpha: float = ALPHA) -> list[Verdict]:
-    rows = {r.norm for r in spec.rows}
+    rows = {r.key for r in spec.rows}
     if unknown := sorted({n for n in (claim.a, claim.b, claim.norm) if n} - rows):
         raise ValueError(f"claim {claim.text!r} names {unknown}, not rows of table {spec.name}: use one of {sorted(rows)}")
+    if claim.kind == "across":
+        return [_across(claim, spec, cells, alpha)]
     wanted = claim.columns or ([claim.column] if claim.column else None)
     columns = [c for c in spec.columns if wanted is None or c.key in wanted or c.task in wanted]
     if wanted and (unknown := sorted(set(wanted) - {c.key for c in columns} - {c.task for c in columns})):
@@ -106,6 +113,25 @@ def _compare(a, b, relation: str, column, alpha: float) -> Verdict:
         return Verdict(column.label, ours, f"{show(a)} vs {show(b)}, {describe(comparison)}", paper)
     better = 0.0 if not a.values and not b.values else (math.inf if a.values else -math.inf)  # a diverged run: worst
     return Verdict(column.label, _decide(better, True, relation), f"{show(a)} vs {show(b)}", paper)
+
+
+def _across(claim: ClaimSpec, spec: Any, cells: dict, alpha: float) -> Verdict:
+    """One row in two columns: the first column's cell against the second's, as `_compare` compares two rows."""
+    def column(name: str):
+        found = [c for c in spec.columns if name in (c.key, c.label)]
+        if len(found) != 1:
+            raise ValueError(f"claim {claim.text!r}: column {name!r} names {len(found)} columns of table {spec.name}: "
+                             f"use a key or a label of one of {[c.label for c in spec.columns]}")
+        return found[0]
+
+    first, second = (column(name) for name in claim.columns)
+    if first.higher_is_better != second.higher_is_better:
+        raise ValueError(f"claim {claim.text!r}: columns {first.label} and {second.label} disagree on which direction "
+                         "is better")
+    both = replace(first, label=f"{first.label} vs {second.label}")
+    verdict = _compare(cells[claim.norm, first.key], cells[claim.norm, second.key], claim.relation, both, alpha)
+    verdict.paper = claim.paper or "–"  # the paper's numbers are per row; its verdict across columns is the claim's text
+    return verdict
 
 
 def _paper_number(value: Any) -> float | str | None:

@@ -41,7 +41,7 @@ def _draw(ax, spec: Any, cells: dict, column: Any, points: Callable[[Any], list[
     """One line with a band per row; False when no row has a point."""
     drawn = False
     for row in spec.rows:
-        series = [points(r) for r in cells[row.norm, column.key].records if r.status in DRAWN]
+        series = [points(r) for r in cells[row.key, column.key].records if r.status in DRAWN]
         xs, mean, std = mean_band(series)
         if not xs:
             continue

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from normexp.analysis.claims import ClaimSpec, claim_lines, claims_heading
+from normexp.analysis.selection import choose, config_value, point_of, point_text
 from normexp.records import RunRecord, find_records
 from normexp.analysis.speed import SPEED_METRIC, seconds_per_1k_steps, speed_legend, speed_spec, speedup, speedup_text
 from normexp.analysis.stats import ALPHA, Comparison, legend, mark, welch
@@ -26,8 +27,29 @@ from normexp.atomic import atomic_write_text
 
 @dataclass
 class RowSpec:
+    """A row: the runs of one norm variant, optionally narrowed by config filters (``where``, e.g. ``{norm.C: 2,
+    model.norm_sites: final}``; ``norm.*`` keys read the record's resolved norm) or spread over a hyper-parameter grid
+    chosen per column on the validation set (``grid``, e.g. ``{norm.C: [0.5, 1, 2]}``; ``normexp.analysis.selection``).
+    ``id`` is the row's name in ``paper:``, ``baseline:`` and the claims (default: the norm), needed when two rows share
+    a norm. Without a ``label`` the row is labelled by its norm and what distinguishes it (``adanorm (C = 2)``)."""
+
     norm: str
-    label: str
+    label: str = ""
+    id: Optional[str] = None
+    where: dict[str, Any] = field(default_factory=dict)
+    grid: dict[str, list] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.label:
+            self.label = self.norm + (f" ({point_text(self.where, tuple(self.where.values()))})" if self.where else "")
+
+    @property
+    def key(self) -> str:
+        return self.id or self.norm
+
+    def matches(self, record: RunRecord) -> bool:
+        return (record.norm == self.norm and all(config_value(record, k) == v for k, v in self.where.items())
+                and (not self.grid or point_of(record, self.grid) is not None))
 
 
 @dataclass
@@ -43,6 +65,7 @@ class ColumnSpec:
     # another experiment's runs that pass the same filters (e.g. the re-centring sweep's centre-0 runs) out of the cell.
     experiments: dict[str, str] = field(default_factory=dict)
     names: list[str] = field(default_factory=list)
+    id: Optional[str] = None  # the column's name in paper: and claims (default: task[k=v,...] from its filters)
 
     def matches(self, record: RunRecord) -> bool:
         return (record.task == self.task and (not self.names or record.name in self.names)
@@ -50,7 +73,7 @@ class ColumnSpec:
 
     @property
     def key(self) -> str:
-        return column_key(self)
+        return self.id or column_key(self)
 
 
 def _lookup(config: dict, dotted: str) -> Any:
@@ -74,6 +97,12 @@ class TableSpec:
     claims: list[ClaimSpec] = field(default_factory=list)
     reference: str = ""  # the paper's text printed under the table (e.g. its timing tables)
 
+    def __post_init__(self):
+        for what, names in (("id", [r.key for r in self.rows]), ("label", [r.label for r in self.rows])):
+            if twice := sorted({n for n in names if names.count(n) > 1}):
+                raise ValueError(f"table {self.name}: rows share the {what} {twice}: give each row its own id and label "
+                                 "(rows of one norm differ by where: or grid:)")
+
 
 @dataclass
 class Cell:
@@ -84,6 +113,7 @@ class Cell:
     running: int = 0
     paper: Any = None
     records: list[RunRecord] = field(default_factory=list, repr=False)  # every record of the cell, for plots and claims
+    chosen: str = ""  # a grid row's value chosen on the validation set, e.g. "C = 2"
 
     @property
     def n(self) -> int:
@@ -148,21 +178,36 @@ def column_key(column: ColumnSpec) -> str:
 
 
 def build_cells(spec: TableSpec, records: Iterable[RunRecord], profile: Optional[str] = None) -> dict:
-    """(norm, column key) → Cell, from the records of the spec's rows and columns (of one profile)."""
-    norms = {r.norm for r in spec.rows}
-    cells = {(r.norm, c.key): Cell(paper=spec.paper.get(r.norm, {}).get(c.key)) for r in spec.rows for c in spec.columns}
+    """(row key, column key) → Cell, from the records of the spec's rows and columns (of one profile)."""
+    cells = {(r.key, c.key): Cell(paper=spec.paper.get(r.key, {}).get(c.key)) for r in spec.rows for c in spec.columns}
     profiles: dict[tuple, set] = {}
     for rec in records:
-        if rec.norm not in norms or (profile is not None and rec.profile != profile):
+        if profile is not None and rec.profile != profile:
             continue
-        for column in (c for c in spec.columns if c.matches(rec)):
-            key = (rec.norm, column.key)
-            profiles.setdefault(key, set()).add(rec.profile)
-            _add(cells[key], rec, column.metric)
+        for row in (r for r in spec.rows if r.matches(rec)):
+            for column in (c for c in spec.columns if c.matches(rec)):
+                key = (row.key, column.key)
+                profiles.setdefault(key, set()).add(rec.profile)
+                _add(cells[key], rec, column.metric)
     mixed = {k: sorted(v) for k, v in profiles.items() if len(v) > 1}
     if mixed:
         raise ValueError(f"records of several profiles {mixed} would be mixed in one cell: pass profile=tiny or profile=full")
+    for row in (r for r in spec.rows if r.grid):
+        for column in spec.columns:
+            cells[row.key, column.key] = chosen_cell(row, cells[row.key, column.key], column.metric)
     return cells
+
+
+def chosen_cell(row: RowSpec, cell: Cell, metric: str) -> Cell:
+    """A grid row's cell narrowed to the runs of the grid point chosen on the validation set (``selection.choose``)."""
+    point = choose(cell.records, row.grid)
+    if point is None:
+        return cell
+    out = Cell(paper=cell.paper, chosen=point_text(row.grid, point))
+    for rec in cell.records:
+        if point_of(rec, row.grid) == point:
+            _add(out, rec, metric)
+    return out
 
 
 def metric_value(rec: RunRecord, metric: str) -> float | None:
@@ -186,14 +231,14 @@ def _add(cell: Cell, rec: RunRecord, metric: str) -> None:
 
 def compare_to_baseline(spec: TableSpec, cells: dict) -> dict[tuple[str, str], Comparison]:
     """(norm, column key) → Welch's test of the cell against the baseline row's cell of the column."""
-    if spec.baseline not in {r.norm for r in spec.rows}:
+    if spec.baseline not in {r.key for r in spec.rows}:
         return {}
-    return {(r.norm, c.key): welch(cells[r.norm, c.key].values, cells[spec.baseline, c.key].values)
-            for r in spec.rows if r.norm != spec.baseline for c in spec.columns}
+    return {(r.key, c.key): welch(cells[r.key, c.key].values, cells[spec.baseline, c.key].values)
+            for r in spec.rows if r.key != spec.baseline for c in spec.columns}
 
 
 def _baseline_label(spec: TableSpec) -> Optional[str]:
-    return next((r.label for r in spec.rows if r.norm == spec.baseline), None)
+    return next((r.label for r in spec.rows if r.key == spec.baseline), None)
 
 
 def _paper(value: Any, digits: int) -> str:
@@ -208,10 +253,11 @@ def _cell_texts(spec: TableSpec, cells: dict) -> dict[tuple[str, str], str]:
     out = {}
     for r in spec.rows:
         for c in spec.columns:
-            cell, suffix = cells[r.norm, c.key], mark(tests.get((r.norm, c.key)), spec.alpha)
-            if c.metric == SPEED_METRIC and r.norm != spec.baseline:
+            cell, suffix = cells[r.key, c.key], mark(tests.get((r.key, c.key)), spec.alpha)
+            if c.metric == SPEED_METRIC and r.key != spec.baseline:
                 suffix += speedup_text(cell, cells.get((spec.baseline, c.key)))
-            out[r.norm, c.key] = f"{cell.text(c.digits, mark=suffix)} / {_paper(cell.paper, c.digits)}"
+            suffix += f" [{cell.chosen}]" if cell.chosen else ""
+            out[r.key, c.key] = f"{cell.text(c.digits, mark=suffix)} / {_paper(cell.paper, c.digits)}"
     return out
 
 
@@ -221,6 +267,7 @@ def notes(spec: TableSpec, cells: dict, reference: bool = True) -> list[str]:
     what = "s per 1k training steps" if len(timed) == len(spec.columns) else "test"
     lines = [f"Each cell: ours ({what}, mean ± std over seeds, n seeds) / the paper's number. {spec.caption}".strip(),
              legend(_baseline_label(spec), spec.alpha)]
+    lines += grid_notes(spec)
     if timed:
         lines.append(speed_legend({k: v for k, v in cells.items() if k[1] in {c.key for c in timed}}, _baseline_label(spec)))
     if spec.claims:
@@ -237,12 +284,20 @@ def titled(spec: TableSpec, profile: Optional[str]) -> TableSpec:
     return replace(spec, title=f"{spec.title} [{profile} profile]") if profile else spec
 
 
+def grid_notes(spec: TableSpec) -> list[str]:
+    """One line per grid row: which values were tried and how the bracketed one was chosen."""
+    return [f"{r.label}: " + ", ".join(f"{key.rsplit('.', 1)[-1]} ∈ {{{', '.join(map(str, values))}}}"
+                                     for key, values in r.grid.items())
+            + " chosen per column on the validation set (best mean valid score of the task's primary metric over the "
+              "seeds every value has; the choice in brackets); test at that value." for r in spec.rows if r.grid]
+
+
 def to_markdown(spec: TableSpec, cells: dict) -> str:
     head = "| Model | " + " | ".join(f"{c.label} ({'+' if c.higher_is_better else '−'})" for c in spec.columns) + " |"
     lines = [f"### {spec.title}", "", head, "|---" * (len(spec.columns) + 1) + "|"]
     texts = _cell_texts(spec, cells)
     for r in spec.rows:
-        lines.append(f"| {r.label} | " + " | ".join(texts[r.norm, c.key] for c in spec.columns) + " |")
+        lines.append(f"| {r.label} | " + " | ".join(texts[r.key, c.key] for c in spec.columns) + " |")
     lines += ["", *notes(spec, cells)]
     return "\n".join(lines) + "\n"
 
@@ -261,7 +316,7 @@ def to_latex(spec: TableSpec, cells: dict) -> str:
              "Model & " + " & ".join(esc(c.label) for c in spec.columns) + r" \\", r"\midrule"]
     texts = _cell_texts(spec, cells)
     for r in spec.rows:
-        lines.append(esc(r.label) + " & " + " & ".join(esc(texts[r.norm, c.key]) for c in spec.columns) + r" \\")
+        lines.append(esc(r.label) + " & " + " & ".join(esc(texts[r.key, c.key]) for c in spec.columns) + r" \\")
     under = [line for line in notes(spec, cells, reference=False)[1:] if line]
     lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{esc(spec.title)}. Ours / paper. {esc(spec.caption)}}}",
               r"\par\smallskip{\footnotesize", *(esc(line) + r"\\" for line in under), "}", r"\end{table}"]
@@ -272,16 +327,17 @@ def to_latex(spec: TableSpec, cells: dict) -> str:
 def table_rows(spec: TableSpec, cells: dict) -> list[list]:
     """The header, then one row per cell: the numbers, the test against the baseline and (speed columns) the speed-up."""
     rows = [["model", "norm", "task", "metric", "mean", "std", "n", "seeds", "diverged", "failed", "paper",
-             "vs", "t", "df", "p", "significant", "speedup"]]
+             "vs", "t", "df", "p", "significant", "speedup", "chosen"]]
     tests = compare_to_baseline(spec, cells)
     for r in spec.rows:
         for c in spec.columns:
-            cell, test = cells[r.norm, c.key], tests.get((r.norm, c.key), Comparison())
+            cell, test = cells[r.key, c.key], tests.get((r.key, c.key), Comparison())
             gain = speedup(cell.mean, cells[spec.baseline, c.key].mean) \
                 if c.metric == SPEED_METRIC and (spec.baseline, c.key) in cells else None
-            rows.append([r.label, r.norm, c.key, c.metric, cell.mean, cell.std, cell.n, " ".join(map(str, cell.seeds)),
-                         cell.diverged, cell.failed, cell.paper, spec.baseline if (r.norm, c.key) in tests else None,
-                         test.t, test.df, test.p, test.significant(spec.alpha) if test.p is not None else None, gain])
+            rows.append([r.label, r.key, c.key, c.metric, cell.mean, cell.std, cell.n, " ".join(map(str, cell.seeds)),
+                         cell.diverged, cell.failed, cell.paper, spec.baseline if (r.key, c.key) in tests else None,
+                         test.t, test.df, test.p, test.significant(spec.alpha) if test.p is not None else None, gain,
+                         cell.chosen or None])
     return rows
 
 

@@ -1,8 +1,12 @@
 """``normexp-reproduce table=<name> profile=tiny|full [launcher=...] [seeds=1,2,3] [extra overrides]``.
 
-One command per table: the table spec gives rows (norms) × columns (task, config filters); each column runs the
+One command per table: the table spec gives rows (norms, their config filters and hyper-parameter grids) × columns
+(task, config filters); each column runs the
 experiment preset of the profile (``tiny/<task>`` or ``adanorm/<task>`` unless the column names its own), over the
-seeds. Runs whose record is already completed or diverged are not launched again, so re-running the command resumes
+seeds; ``tasks=`` keeps the columns of those tasks, or the columns of those labels or keys (``tasks=B=128,B=4``).
+A row's ``where:`` values and every point of its ``grid:`` become overrides (``norm.C=0.5``, ...); with
+``grid=chosen`` a grid row runs only the value chosen so far on the validation set in each column (its extra seeds,
+after the grid ran). Runs whose record is already completed or diverged are not launched again, so re-running the command resumes
 a sweep (unfinished runs resume from their checkpoints) and, once everything is done, launches nothing. Then the
 table is rebuilt from the records.
 
@@ -27,7 +31,8 @@ from omegaconf import OmegaConf
 from normexp.cli import conf_dir
 from normexp.records import RunRecord, find_records
 from normexp.analysis.report import write_report
-from normexp.analysis.tables import ColumnSpec, TableSpec
+from normexp.analysis.selection import choose, config_value, grid_points
+from normexp.analysis.tables import ColumnSpec, RowSpec, TableSpec
 
 CONF = Path(conf_dir())
 LAUNCHERS = {"basic": None, "joblib": "joblib", "submitit_local": "submitit_local", "slurm": "slurm"}
@@ -42,6 +47,7 @@ class Job:
     where: tuple[tuple[str, str], ...]  # the column's config filters, passed on as overrides
     norm: str
     seed: int
+    row: tuple[tuple[str, object], ...] = ()  # the row's config filters and grid point, passed on as overrides
 
 
 def fail(message: str) -> None:
@@ -68,11 +74,35 @@ def preset(column: ColumnSpec, profile: str) -> str:
     return column.experiments.get(profile) or f"{DEFAULT_PRESETS[profile]}/{column.task}"
 
 
-def plan(spec: TableSpec, profile: str, seeds: list[int], tasks: list[str] | None, norms: list[str] | None) -> list[Job]:
-    columns = [c for c in spec.columns if not tasks or c.task in tasks]
-    rows = [r.norm for r in spec.rows if not norms or r.norm in norms]
-    return [Job(preset(c, profile), tuple((k, str(v)) for k, v in c.where.items()), norm, seed)
-            for c in columns for norm in rows for seed in seeds]
+def plan(spec: TableSpec, profile: str, seeds: list[int], tasks: list[str] | None, norms: list[str] | None,
+         chosen: dict[tuple[str, str], tuple] | None = None) -> list[Job]:
+    """Every run of the table: columns × rows (× grid points) × seeds. ``chosen``: (row id, column key) → the one grid
+    point to run there (``grid=chosen``); a grid row's column missing from it runs nothing."""
+    columns = [c for c in spec.columns if not tasks or {c.task, c.label, c.key} & set(tasks)]  # a task or one column
+    rows = [r for r in spec.rows if not norms or r.norm in norms or r.key in norms]
+    return [Job(preset(c, profile), tuple((k, str(v)) for k, v in c.where.items()), r.norm, seed, overrides)
+            for c in columns for r in rows for overrides in row_overrides(r, c, chosen) for seed in seeds]
+
+
+def row_overrides(row: RowSpec, column: ColumnSpec, chosen: dict | None) -> list[tuple]:
+    """The override sets that run ``row`` in ``column``: its filters, plus each grid point (or the chosen one)."""
+    fixed = tuple(row.where.items())
+    if not row.grid:
+        return [fixed]
+    points = grid_points(row.grid) if chosen is None else [chosen[row.key, column.key]] if (row.key, column.key) in chosen else []
+    return [fixed + tuple(zip(row.grid, point)) for point in points]
+
+
+def chosen_points(spec: TableSpec, out_root: Path, profile: str) -> dict[tuple[str, str], tuple]:
+    """(row id, column key) → the grid point chosen on valid so far, from the finished records under ``out_root``."""
+    records = [rec for _, rec in find_records(out_root) if rec.profile == profile] if out_root.is_dir() else []
+    out = {}
+    for row in (r for r in spec.rows if r.grid):
+        for column in spec.columns:
+            point = choose([rec for rec in records if row.matches(rec) and column.matches(rec)], row.grid)
+            if point is not None:
+                out[row.key, column.key] = point
+    return out
 
 
 def set_by(overrides: list[str], record: RunRecord) -> bool:
@@ -83,6 +113,8 @@ def set_by(overrides: list[str], record: RunRecord) -> bool:
     for text in overrides:
         override = parser.parse_override(text)
         key = override.key_or_group
+        if key.startswith("hydra.launcher."):  # where and how many jobs run at once, never what a job computes
+            continue
         if key.startswith("hydra") or override.is_delete() or override.package is not None:
             return False
         value = record.config
@@ -100,7 +132,8 @@ def finished_jobs(out_root: Path, profile: str, jobs: list[Job], spec: TableSpec
     records = [rec for _, rec in find_records(out_root)
                if rec.status in FINISHED and rec.profile == profile and set_by(extra, rec)] if out_root.is_dir() else []
     return {job for job in jobs for rec in records
-            if rec.norm == job.norm and rec.seed == job.seed and columns[job.experiment, job.where].matches(rec)}
+            if rec.norm == job.norm and rec.seed == job.seed and columns[job.experiment, job.where].matches(rec)
+            and all(config_value(rec, k) == v for k, v in job.row)}
 
 
 def multirun_commands(jobs: list[Job], launcher: str, table: str, out_root: Path, extra: list[str]) -> list[list[str]]:
@@ -110,13 +143,13 @@ def multirun_commands(jobs: list[Job], launcher: str, table: str, out_root: Path
     """
     groups: dict[tuple, list[Job]] = {}
     for job in jobs:
-        groups.setdefault(job.where, []).append(job)
+        groups.setdefault((job.where, job.row), []).append(job)
     commands = []
-    for where, group in groups.items():
+    for (where, row), group in groups.items():
         values = lambda attr: ",".join(sorted({str(getattr(j, attr)) for j in group}))  # noqa: E731
         cmd = [sys.executable, "-m", "normexp.cli.train", "-m", f"experiment={values('experiment')}",
                f"norm={values('norm')}", f"seed={values('seed')}", f"out_root={out_root}", f"logger.group={table}",
-               *[f"{k}={v}" for k, v in where], *extra]
+               *[f"{k}={v}" for k, v in where], *[f"{k}={v}" for k, v in row], *extra]
         if LAUNCHERS[launcher]:
             cmd.append(f"hydra/launcher={LAUNCHERS[launcher]}")
         commands.append(cmd)
@@ -135,6 +168,7 @@ table to <out_root>/tables/<profile>/. Rerunning it resumes the sweep; when all 
   seeds=      comma-separated seeds (default 1,2,3)
   tasks=      only these columns' tasks (comma-separated)
   norms=      only these rows' norms (comma-separated)
+  grid=       all (every value of a row's grid; default) | chosen (only the value chosen on valid so far)
   out_root=   where the runs and tables go (default outputs)
   dry_run=    true: print the commands (ready to paste) and a time estimate from measured runs; write nothing
   plots=      true|false: the convergence/gradient figures (default true)
@@ -143,7 +177,7 @@ Any other key=value is passed on to every normexp-train job (e.g. trainer.device
 
 
 def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
-    known = {"table", "profile", "launcher", "seeds", "out_root", "tasks", "norms", "dry_run", "plots", "wandb"}
+    known = {"table", "profile", "launcher", "seeds", "out_root", "tasks", "norms", "dry_run", "plots", "wandb", "grid"}
     if any(arg in ("-h", "--help", "help") for arg in argv):
         print(usage())
         raise SystemExit(0)
@@ -193,7 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     profile, out_root = options["profile"], Path(options.get("out_root", "outputs")).resolve()
     split = lambda key: [x for x in options.get(key, "").split(",") if x]  # noqa: E731
     seeds = [int(s) for s in split("seeds")] or [1, 2, 3]
-    jobs = plan(spec, profile, seeds, split("tasks"), split("norms"))
+    if options.get("grid", "all") not in ("all", "chosen"):
+        fail(f"grid={options['grid']} is not valid: choose all (every grid value) or chosen (the value chosen on "
+             "valid so far)")
+    chosen = chosen_points(spec, out_root, profile) if options.get("grid") == "chosen" else None
+    jobs = plan(spec, profile, seeds, split("tasks"), split("norms"), chosen)
     todo = [j for j in jobs if j not in finished_jobs(out_root, profile, jobs, spec, extra)]
     print(f"{spec.name} ({profile}): {len(jobs)} runs, {len(jobs) - len(todo)} already finished, {len(todo)} to launch")
     dry = options.get("dry_run") == "true"

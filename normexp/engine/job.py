@@ -25,7 +25,7 @@ from normexp.engine.cpu_memory import keep_freed_memory
 from normexp.engine.loggers import ConsoleLogger, WandbLogger
 from normexp.engine.rundir import owned, set_aside
 from normexp.engine.trainer import Interrupted, Trainer
-from normexp.norms import norm_factory
+from normexp.norms import norm_factory, resolved_options
 from normexp.records import RECORD_NAME, RunRecord, git_commit, package_versions, read_record
 from normexp.tasks.registry import task_class
 
@@ -107,6 +107,7 @@ def build(objects, device: torch.device, record: RunRecord) -> tuple[Any, torch.
     model = task.build_model(norm).to(device)
     record.extra.update(parameters=sum(p.numel() for p in model.parameters()), norm_sites=len(sites),
                         world_size=distributed.world_size(), device=str(device))
+    record.extra["norm"] = resolved_options(objects.norm)  # exactly which norm ran: C, k, eps and its placement, ...
     return task, model, sites
 
 

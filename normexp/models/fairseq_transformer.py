@@ -11,6 +11,12 @@ number of norm sites the configuration implies.
 ``km`` is the AdaNorm scripts' ``--init_method km`` (lancopku/AdaNorm ``transformer_layer.py``,
 ``multihead_attention.py``):
 Kaiming-uniform with a=√5 (PyTorch's ``nn.Linear`` default) for the q/k/v/out projections and fc1/fc2, biases zero.
+
+``norm_sites``: ``all`` (default) puts the run's norm at every site, as the AdaNorm paper describes; ``final`` only at
+the encoder's and decoder's final norms, as lancopku/AdaNorm's released fork does (its ``--lnv`` reaches only
+``fairseq/models/transformer.py``'s ``LayerNorm(embed_dim, args=args)``; the per-layer norms of
+``fairseq/modules/transformer_layer.py`` are built without ``args`` and stay fairseq's LayerNorm; docs/papers.md §1.5).
+fairseq builds those final norms only in pre-norm mode.
 """
 from __future__ import annotations
 
@@ -26,6 +32,8 @@ from normexp.norms import swap_norms_with
 from normexp.norms import NormFactory
 
 INITS = ("fairseq", "km")
+NORM_SITES = ("all", "final")
+FINAL_NORMS = ("encoder", "decoder")  # the stacks whose ``layer_norm`` the released code swaps
 
 
 @dataclass
@@ -33,6 +41,7 @@ class FairseqTransformerConfig:
     name: str = "fairseq_transformer"
     arch: str = "transformer_iwslt_de_en"
     init: str = "fairseq"  # fairseq | km
+    norm_sites: str = "all"  # all | final (only the encoder's and decoder's final norms: the released AdaNorm code)
     # overrides of the architecture's defaults (null: keep the architecture's value)
     encoder_normalize_before: Optional[bool] = None
     decoder_normalize_before: Optional[bool] = None
@@ -64,7 +73,9 @@ def fairseq_args(cfg: FairseqTransformerConfig) -> argparse.Namespace:
                          f"choose one of {known}")
     if cfg.init not in INITS:
         raise ValueError(f"model.init={cfg.init!r} is not valid: choose one of {INITS}")
-    skip = {"name", "arch", "init"}
+    if cfg.norm_sites not in NORM_SITES:
+        raise ValueError(f"model.norm_sites={cfg.norm_sites!r} is not valid: choose one of {NORM_SITES}")
+    skip = {"name", "arch", "init", "norm_sites"}
     args = argparse.Namespace(**{f.name: getattr(cfg, f.name) for f in fields(cfg)
                                  if f.name not in skip and getattr(cfg, f.name) is not None})
     ARCH_CONFIG_REGISTRY[cfg.arch](args)
@@ -103,8 +114,29 @@ def build_fairseq_transformer(cfg: FairseqTransformerConfig, src_dict, tgt_dict,
                                                                      target_dictionary=tgt_dict))
     if cfg.init == "km":
         km_init(model)
-    swap_fairseq_norms(model, args, norm)
+    if cfg.norm_sites == "final":
+        swap_final_norms(model, args, norm)
+    else:
+        swap_fairseq_norms(model, args, norm)
     return model
+
+
+def swap_final_norms(model: nn.Module, args: argparse.Namespace, norm: NormFactory) -> int:
+    """Replaces only the encoder's and decoder's final ``layer_norm`` with ``norm(width)`` (``norm_sites: final``);
+    every per-layer norm stays fairseq's LayerNorm. Returns how many were replaced (2 in pre-norm mode)."""
+    replaced = 0
+    for stack in (getattr(model, name) for name in FINAL_NORMS):
+        if getattr(stack, "layer_norm", None) is None:
+            continue
+        holder = nn.Module()  # swap_norms_with replaces children of a parent: give the one norm a parent of its own
+        holder.layer_norm = stack.layer_norm
+        replaced += swap_norms_with(holder, norm)
+        stack.layer_norm = holder.layer_norm
+    if replaced == 0:
+        raise ValueError(f"model.norm_sites=final swaps the encoder's and decoder's final norms, which fairseq builds "
+                         f"only in pre-norm mode: set model.encoder_normalize_before=true and "
+                         f"model.decoder_normalize_before=true, or use model.norm_sites=all")
+    return replaced
 
 
 def swap_fairseq_norms(model: nn.Module, args: argparse.Namespace, norm: NormFactory) -> int:

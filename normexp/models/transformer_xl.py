@@ -11,7 +11,8 @@ Follows kimiyoung/transformer-xl ``pytorch/mem_transformer.py`` (``attn_type=0``
   pre-norm mode has no final norm before the softmax;
 - embedding scaled by sqrt(d_model), output softmax tied to it (``tie_weight``) with its own bias;
 - init as upstream ``train.py`` (``--init normal``): Linear/Embedding weights and u, v ~ N(0, init_std), biases 0. Norm
-  modules keep the norm library's own init (upstream draws LayerNorm gains from N(1, 0.02)): the norm is the variable.
+  gains (of the variants that have one) start at 1, the norm library's init, unless ``norm_gain_std`` > 0: then they are
+  drawn from N(1, norm_gain_std), as upstream ``init_weight`` draws LayerNorm weights from N(1, init_std).
 Tensors are batch-first here: tokens [B, T], hidden [B, T, D], scores [B, H, Q, K].
 """
 from __future__ import annotations
@@ -44,6 +45,7 @@ class TransformerXLConfig:
     same_length: bool = False
     tie_weight: bool = True
     init_std: float = 0.02
+    norm_gain_std: float = 0.0  # > 0: norm gains ~ N(1, norm_gain_std) (upstream: init_std); 0: gains start at 1
 
 
 def rel_shift(x: torch.Tensor) -> torch.Tensor:
@@ -151,6 +153,11 @@ class TransformerXL(nn.Module):
                     nn.init.zeros_(module.bias)
         nn.init.normal_(self.r_w_bias, 0.0, std)
         nn.init.normal_(self.r_r_bias, 0.0, std)
+        if self.cfg.norm_gain_std > 0:
+            for layer in self.layers:
+                for norm in (layer.attn.norm, layer.ff.norm):
+                    if isinstance(getattr(norm, "weight", None), nn.Parameter):  # variants without a gain have none
+                        nn.init.normal_(norm.weight, 1.0, self.cfg.norm_gain_std)
 
     @contextmanager
     def lengths(self, mem_len: int, clamp_len: int, same_length: bool):

@@ -14,7 +14,7 @@ detach_var         z = (x - mu) / sg(s)                                       ep
 adanorm            z = C * (1 - k * sg(y)) * y,  y = (x - mu) / s             eps unbiased eps_mode C k
 rmsnorm            z = g * x / s_rms (+ b)       (Zhang & Sennrich)           eps eps_mode bias
 prmsnorm           rmsnorm with s_rms from the first m = ceil(p * H) elements eps eps_mode bias p
-batchnorm          per feature over all leading dims (nn.BatchNorm1d)         eps
+batchnorm          per feature over all leading dims (nn.BatchNorm1d)         eps unbiased
 =================  =========================================================  ====================
 
 s = sqrt(var + eps) for eps_mode="inside" or sqrt(var) + eps for "outside"; var divides by H
@@ -50,6 +50,7 @@ API
   swap_norms(model, name, **options) -> int      replaces every norm module in place (see swap.py)
   swap_norms_with(model, make) -> int            the same, each new module built by make(width), e.g. a factory
   norm_factory(NormConfig(...)) -> dim -> nn.Module   what models receive; validates eagerly
+  resolved_options(NormConfig(...)) -> dict          every statistic choice explicit (what a run record stores)
   VARIANTS: the names above.  Invalid names or options raise ValueError listing what is valid.
 
 Speed.  On CPU (float32/float64) a fused C++ kernel with a hand-derived backward (fast.py) is built
@@ -59,10 +60,10 @@ layernorm_simple with torch's statistic run F.layer_norm (and rmsnorm F.rms_norm
 the rest the torch-ops formulas in reference.py, with identical results.  Higher-order gradients
 need the reference path (the fused backward is once-differentiable).
 """
-from .config import NormConfig, NormFactory, norm_factory
+from .config import NormConfig, NormFactory, norm_factory, resolved_options
 from .spec import VARIANTS, NormSpec, resolve
 from .swap import swap_norms, swap_norms_with
 from .variants import BatchNorm, NoNorm, RowNorm, build_norm
 
-__all__ = ["VARIANTS", "NormConfig", "NormFactory", "NormSpec", "build_norm", "norm_factory", "resolve", "swap_norms",
+__all__ = ["VARIANTS", "NormConfig", "NormFactory", "NormSpec", "build_norm", "norm_factory", "resolve", "resolved_options", "swap_norms",
            "swap_norms_with", "BatchNorm", "NoNorm", "RowNorm"]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Callable, Optional
 
 from torch import nn
@@ -45,3 +45,11 @@ def norm_factory(cfg) -> NormFactory:
     options = {f: v for f, v in options.items() if v is not None}
     resolve(cfg.name, **options)
     return functools.partial(build_norm, cfg.name, **options)
+
+
+def resolved_options(cfg) -> dict:
+    """What ``cfg`` (a NormConfig or alike) runs, every statistic choice explicit: the resolved `NormSpec` as a plain
+    dict (name, C, k, convention, eps and eps_mode, unbiased, p, gain, bias, ...), for a run record. Two runs that
+    differ in any of these computed different norms, whatever their presets were called."""
+    options = {f: getattr(cfg, f, None) for f in _OPTION_FIELDS}
+    return asdict(resolve(cfg.name, **{f: v for f, v in options.items() if v is not None}))

@@ -32,7 +32,7 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     "adanorm": _LN + ("C", "k"),
     "rmsnorm": _RMS,
     "prmsnorm": _RMS + ("p",),
-    "batchnorm": ("eps",),
+    "batchnorm": ("eps", "unbiased"),
 }
 
 # Statistic defaults per convention and family (docs/papers.md §1).  "paper": the written formulas,
@@ -134,7 +134,8 @@ def resolve(name: str, **options) -> NormSpec:
     if eps is not None and eps < 0:
         raise ValueError(f"norm '{name}': eps must be >= 0, got {eps}")
     if name in ("none", "batchnorm"):
-        return NormSpec(name=name, eps=1e-5 if eps is None else eps)
+        unbiased = _flag(name, "unbiased", opts["unbiased"]) if "unbiased" in opts else False
+        return NormSpec(name=name, eps=1e-5 if eps is None else eps, unbiased=unbiased)
 
     family = "rms" if name in ("rmsnorm", "prmsnorm") else "ln"
     d = dict(_DEFAULTS.get((convention, name)) or _DEFAULTS[(convention, family)])

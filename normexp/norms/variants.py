@@ -83,7 +83,11 @@ class BatchNorm(nn.BatchNorm1d):
     """`batchnorm` (the baseline of Ba et al.): each last-dim feature is normalized over all
     leading dims; batch statistics (and running-average updates) in training, the running
     statistics in eval.  Gain and bias, eps inside, torch's momentum 0.1.  In a sequence model the
-    leading dims include padding positions, which then enter the batch statistics."""
+    leading dims include padding positions, which then enter the batch statistics.
+
+    Training normalizes with the biased batch variance (divisor B) by default, as torch and Ioffe & Szegedy's
+    Algorithm 1 do; ``unbiased=True`` normalizes with the B - 1 divisor instead.  Either way the running variance
+    is updated with the unbiased one, as torch does, so evaluation is the same function of the running statistics."""
 
     def __init__(self, dim: int, spec: Optional[NormSpec] = None):
         spec = spec or NormSpec(name="batchnorm")
@@ -94,7 +98,20 @@ class BatchNorm(nn.BatchNorm1d):
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[-1] != self.dim:
             raise ValueError(f"batchnorm expects a last dimension of {self.dim}, got shape {tuple(x.shape)}")
-        return super().forward(x.reshape(-1, self.dim)).view(x.shape)
+        rows = x.reshape(-1, self.dim)
+        if self.training and self.spec.unbiased:
+            return self._unbiased_batch_statistics(rows).view(x.shape)
+        return super().forward(rows).view(x.shape)
+
+    def _unbiased_batch_statistics(self, rows: Tensor) -> Tensor:
+        if rows.shape[0] < 2:  # torch's own refusal, for the same reason
+            raise ValueError(f"batchnorm expects more than 1 value per channel when training, got {rows.shape[0]}")
+        mean, var = rows.mean(0), rows.var(0, unbiased=True)
+        with torch.no_grad():  # torch's update: running = (1 - momentum) * running + momentum * batch (unbiased var)
+            self.running_mean.lerp_(mean, self.momentum)
+            self.running_var.lerp_(var, self.momentum)
+            self.num_batches_tracked += 1
+        return (rows - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
 
 
 NORM_TYPES = (NoNorm, RowNorm, BatchNorm)

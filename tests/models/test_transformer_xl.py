@@ -113,3 +113,13 @@ def test_invalid_settings_are_refused():
     model = small_model(mem_len=0, same_length=True)
     with pytest.raises(ValueError, match="same_length"):
         model(torch.randint(0, 50, (1, 4)))
+
+
+def test_norm_gains_drawn_as_upstream_when_asked():
+    """kimiyoung/transformer-xl train.py draws LayerNorm weights from N(1, init_std); norm_gain_std does the same."""
+    gains = lambda model: torch.cat([n.weight.detach() for layer in model.layers  # noqa: E731
+                                     for n in (layer.attn.norm, layer.ff.norm)])
+    assert torch.equal(gains(small_model()), torch.ones(2 * 2 * 32))
+    drawn = gains(small_model(norm_gain_std=0.02))
+    assert abs(drawn.mean().item() - 1) < 0.01 and 0.012 < drawn.std().item() < 0.03
+    small_model("adanorm", norm_gain_std=0.02)  # a variant without a gain has nothing to draw

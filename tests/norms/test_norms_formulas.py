@@ -85,6 +85,25 @@ def test_none_and_batchnorm_forward():
     torch.testing.assert_close(bn(x), (x - bn.running_mean) / (bn.running_var + 1e-5).sqrt())
 
 
+def test_batchnorm_unbiased_option_divides_the_batch_variance_by_B_minus_1():
+    """unbiased=True: training normalizes with var / (B - 1); the running statistics move exactly as torch's."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 8, dtype=torch.float64)  # B = 4: Ba et al.'s small batch
+    torch_bn, bn = build_norm("batchnorm", 8).double(), build_norm("batchnorm", 8, unbiased=True).double()
+    want = (x - x.mean(0)) / (x.var(0, unbiased=True) + 1e-5).sqrt()
+    out = bn(x)
+    torch.testing.assert_close(out, want)
+    assert not torch.allclose(torch_bn(x), want)  # torch's (the default) divides by B
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        torch.testing.assert_close(getattr(bn, name), getattr(torch_bn, name))
+    (out * torch.randn_like(out)).sum().backward()  # gain and bias are trained
+    assert bn.weight.grad is not None and bn.bias.grad is not None
+    bn.eval()
+    torch.testing.assert_close(bn(x), torch_bn.eval()(x))
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        bn.train()(x[:1])
+
+
 def surrogate(x, x0, spec, w, b):
     """The variant's formula with every stop-gradient quantity frozen at the point x0: its true
     derivative at x0 is, by definition, the gradient the variant must produce there."""
