@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -72,6 +72,15 @@ class TableSpec:
     alpha: float = ALPHA  # significance level of the marks and the claims
     claims: list[ClaimSpec] = field(default_factory=list)
     reference: str = ""  # the paper's text printed under the table (e.g. its timing tables)
+
+
+def with_rows(spec: TableSpec, rows: Iterable[RowSpec]) -> TableSpec:
+    """``spec`` with ``rows`` below its own, e.g. a custom norm's row given on the command line (no paper values)."""
+    rows = list(rows)
+    taken = {r.norm for r in spec.rows}
+    if clash := sorted({r.norm for r in rows} & taken):
+        raise ValueError(f"table {spec.name} already has a row for norm {', '.join(clash)}")
+    return replace(spec, rows=[*spec.rows, *rows])
 
 
 @dataclass

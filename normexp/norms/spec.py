@@ -13,7 +13,7 @@ from typing import Optional
 
 VARIANTS: tuple[str, ...] = (
     "none", "layernorm", "layernorm_simple", "detachnorm", "detach_mean", "detach_var",
-    "adanorm", "rmsnorm", "prmsnorm", "batchnorm",
+    "adanorm", "rmsnorm", "prmsnorm", "batchnorm", "dyt", "scalenorm",
 )
 CONVENTIONS = ("paper", "official")
 EPS_MODES = ("inside", "outside")
@@ -33,6 +33,8 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     "rmsnorm": _RMS,
     "prmsnorm": _RMS + ("p",),
     "batchnorm": ("eps",),
+    "dyt": ("eps", "alpha0"),  # eps ignored, as for none
+    "scalenorm": ("eps",),
 }
 
 # Statistic defaults per convention and family (docs/papers.md §1).  "paper": the written formulas,
@@ -80,6 +82,7 @@ class NormSpec:
     p: Optional[float] = None     # pRMSNorm: RMS over the first round(p * H) elements
     p_round: str = "ceil"
     convention: str = "paper"
+    alpha0: Optional[float] = None  # DyT: the initial value of its scalar alpha
 
     @property
     def rowwise(self) -> bool:
@@ -133,8 +136,11 @@ def resolve(name: str, **options) -> NormSpec:
     eps = _number(name, "eps", opts.pop("eps")) if "eps" in opts else None
     if eps is not None and eps < 0:
         raise ValueError(f"norm '{name}': eps must be >= 0, got {eps}")
-    if name in ("none", "batchnorm"):
+    if name in ("none", "batchnorm", "scalenorm"):
         return NormSpec(name=name, eps=1e-5 if eps is None else eps)
+    if name == "dyt":
+        alpha0 = _number(name, "alpha0", opts.get("alpha0", 0.5))  # the DyT paper's default alpha_0
+        return NormSpec(name=name, eps=0.0 if eps is None else eps, alpha0=alpha0)
 
     family = "rms" if name in ("rmsnorm", "prmsnorm") else "ln"
     d = dict(_DEFAULTS.get((convention, name)) or _DEFAULTS[(convention, family)])

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from . import fast, reference
 from .builtin import torch_kernel
+from .recent import DyT, ScaleNorm
 from .spec import NormSpec, resolve
 
 
@@ -97,7 +98,7 @@ class BatchNorm(nn.BatchNorm1d):
         return super().forward(x.reshape(-1, self.dim)).view(x.shape)
 
 
-NORM_TYPES = (NoNorm, RowNorm, BatchNorm)
+NORM_TYPES = (NoNorm, RowNorm, BatchNorm, DyT, ScaleNorm)
 
 
 def build_norm(name: str, dim: int, **options) -> nn.Module:
@@ -107,4 +108,8 @@ def build_norm(name: str, dim: int, **options) -> nn.Module:
         return NoNorm(dim, spec)
     if name == "batchnorm":
         return BatchNorm(dim, spec)
+    if name == "dyt":
+        return DyT(dim, spec)
+    if name == "scalenorm":
+        return ScaleNorm(dim, spec)
     return RowNorm(dim, spec)
