@@ -1,5 +1,6 @@
 """docs/custom_norm.md, performed: its files written into a folder outside the repository, its commands run with the
 real CLI, and the user's norms found as their own rows of the regenerated Table 3. A bad target fails first."""
+import json
 import re
 import shlex
 import subprocess
@@ -96,3 +97,44 @@ def test_in_a_sweep_every_norm_is_checked_before_the_first_folder(tmp_path):
                    env={"PYTHONPATH": f"{tmp_path}:{REPO}"})
     assert proc.returncode == 2 and "Error: norm.target=badnorms.FixedWidth: built at width 64" in proc.stderr
     assert not out.exists()
+
+
+GOOD = """
+import torch
+from torch import nn
+
+class MeanAbsNorm(nn.Module):
+    def __init__(self, dim, alpha=1e-5):
+        super().__init__()
+        self.alpha = alpha
+        self.gain = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        c = x - x.mean(-1, keepdim=True)
+        return self.gain * c / (c.abs().mean(-1, keepdim=True) + self.alpha)
+"""
+
+
+def test_a_custom_norm_run_resumes_to_the_same_result(tmp_path):
+    """A run killed after a mid-run checkpoint (its later checkpoints gone, its record still running) resumes to the
+    uninterrupted result, bit for bit: the custom norm's parameters travel in the checkpoint like any others."""
+    (tmp_path / "usernorms.py").write_text(GOOD)
+    run = ("experiment=tiny/ptb", "norm=custom", "norm.target=usernorms.MeanAbsNorm", "norm.options={alpha: 0.1}",
+           "trainer.checkpoint_every_steps=2", "trainer.deterministic=true", "trainer.progress=false")
+    env = {"PYTHONPATH": f"{tmp_path}:{REPO}"}
+    run_cli(*run, f"out_root={tmp_path / 'out'}", env=env)
+    record_path = next((tmp_path / "out").rglob("run.json"))
+    checkpoints = sorted(record_path.parent.glob("checkpoints/step-*.pt"))
+    assert len(checkpoints) >= 2
+    for later in checkpoints[1:]:
+        later.unlink()
+    (record_path.parent / "checkpoints" / "best.pt").unlink()
+    record = json.loads(record_path.read_text())
+    straight = dict(record)
+    record.update(status="running", test={})
+    record_path.write_text(json.dumps(record))
+    proc = run_cli(*run, f"out_root={tmp_path / 'out'}", env=env)
+    assert "resumed from step 2" in proc.stdout + proc.stderr
+    resumed = json.loads(record_path.read_text())
+    assert resumed["norm"] == "MeanAbsNorm" and resumed["status"] == "completed"
+    assert resumed["test"] == straight["test"] and resumed["curves"] == straight["curves"]
