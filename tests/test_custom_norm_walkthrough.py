@@ -51,6 +51,7 @@ def test_the_walkthrough_puts_the_users_norms_into_table3(tmp_path):
         assert rows[label].rstrip(" |").endswith(f"| {uas:.2f} ± 0.00 (n=1) / –"), rows[label]  # the PTB cell
     speed = (user / "runs" / "tables" / "adanorm_table3_speed.md").read_text()
     assert "| L1-LayerNorm |" in speed
+    assert (user / "runs" / "tables" / "plots" / "adanorm_table3" / "ptb-convergence.png").is_file()
 
 
 BAD = """

@@ -47,7 +47,10 @@ def sweep_norms(config: DictConfig) -> list:
     if not any(o.is_sweep_override() and _touches_norm(o) for o in parsed):
         return [config.norm]
     loader = GlobalHydra.instance().config_loader()
-    batches = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(kept), None)
+    try:
+        batches = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(kept), None)
+    except Exception:  # noqa: BLE001 - a sweep only another sweeper expands (e.g. interval()): its jobs fail at build, recorded
+        return [config.norm]
     return [loader.load_sweep_config(config, list(job)).norm for batch in batches for job in batch]
 
 
