@@ -78,8 +78,8 @@ def swap_norms(model: nn.Module, name: str, **options) -> int:
 
     Recognised: torch nn.LayerNorm (and subclasses such as fairseq's Fp32LayerNorm) and
     nn.RMSNorm, any leaf module whose class name ends in LayerNorm/RMSNorm (fairseq/apex
-    FusedLayerNorm, Hugging Face RMSNorm/T5LayerNorm, ...), and normexp's own variants, so swapping
-    twice works.  Each replacement has the old module's width, device, floating dtype and train/eval
+    FusedLayerNorm, Hugging Face RMSNorm/T5LayerNorm, ...), and normexp's own variants and the custom
+    norms its factories build (norm.target), so swapping twice works.  Each replacement has the old module's width, device, floating dtype and train/eval
     mode and freshly initialised parameters (gain 1, bias 0); the old eps is not carried over: the
     variant's options decide everything.  A module registered at several places is replaced by one
     shared new module.  Returns the number of sites (parent attributes) replaced.
