@@ -39,6 +39,7 @@ class NormConfig:
 
 
 _OPTION_FIELDS = tuple(f.name for f in fields(NormConfig) if f.name not in ("name", "target", "options"))
+_DEFAULTS = {f.name: f.default for f in fields(NormConfig)}
 
 
 def norm_factory(cfg) -> NormFactory:
@@ -52,8 +53,10 @@ def norm_factory(cfg) -> NormFactory:
     options = {f: v for f, v in options.items() if v is not None}
     target = getattr(cfg, "target", None)
     if target:
-        if options:
-            raise PluginError(f"norm.target={target}: norm.{', norm.'.join(options)} belong to the built-in variants; "
+        # Options set away from their defaults (a field with a non-None default, e.g. an implementation choice, is fine).
+        builtin = [f for f, v in options.items() if v != _DEFAULTS[f]]
+        if builtin:
+            raise PluginError(f"norm.target={target}: norm.{', norm.'.join(builtin)} belong to the built-in variants; "
                               "give a custom norm's options as norm.options={...}")
         return plugin_factory(target, cfg.name, getattr(cfg, "options", None))
     if getattr(cfg, "options", None):
