@@ -121,7 +121,7 @@ def bench_shape(shape, device, rounds, with_reference):
     modules = {name: build_norm(name, H).to(device) for name in VARIANTS}
     for name, m in modules.items():
         cands[name] = fwd_bwd(m, x, g, list(m.parameters()))
-        if with_reference and name not in ("none", "batchnorm"):
+        if with_reference and m.spec.rowwise:  # the row-statistics variants have a torch-ops reference
             cands[f"{name}/torch-ops"] = fwd_bwd(
                 lambda t, m=m: reference.normalize(t, m.spec, m.weight, m.bias), x, g, list(m.parameters()))
     xd = x.detach()
@@ -162,7 +162,7 @@ def bench_shape(shape, device, rounds, with_reference):
         else:
             fn = lambda t: F.rms_norm(t, (H,), w, 1e-5)  # noqa: E731
         total, extra = saved_bytes(fn, x)
-        fused = m is not None and n not in ("none", "batchnorm")
+        fused = m is not None and m.spec.rowwise
         err = max_rel_err(m, x, g) if fused else None
         # Tensors of x's size moved by forward+backward: x, y, upstream gradient, dx, and the saved one if any.
         moved = 4 + (total * 2**20 >= x.nbytes) if fused else None

@@ -124,7 +124,7 @@ def test_row7_and_row8_tables_per_profile_and_reproduce_help_dry_run(tmp_path):
     shown = run_cli("--help", module="normexp.cli.reproduce").stdout
     assert all(word in shown for word in ("adanorm_table3", "tiny", "full", "slurm", "joblib", "dry_run="))
     typo = run_cli("table=adanorm_tabel3", module="normexp.cli.reproduce", check=False)
-    assert typo.returncode == 2 and typo.stderr.count("\n") == 1 and "choose one of adanorm_table1" in typo.stderr
+    assert typo.returncode == 2 and typo.stderr.count("\n") == 1 and "choose one of adanorm_deen_released, adanorm_detach, adanorm_table1," in typo.stderr
     before = sorted(str(p) for p in tmp_path.rglob("*"))
     dry = run_cli("table=adanorm_table1", "profile=tiny", "tasks=mnist", "seeds=1,2", f"out_root={tmp_path}",
                   "dry_run=true", *SMALL, module="normexp.cli.reproduce")

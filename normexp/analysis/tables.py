@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -102,6 +102,15 @@ class TableSpec:
             if twice := sorted({n for n in names if names.count(n) > 1}):
                 raise ValueError(f"table {self.name}: rows share the {what} {twice}: give each row its own id and label "
                                  "(rows of one norm differ by where: or grid:)")
+
+
+def with_rows(spec: TableSpec, rows: Iterable[RowSpec]) -> TableSpec:
+    """``spec`` with ``rows`` below its own, e.g. a custom norm's row given on the command line (no paper values)."""
+    rows = list(rows)
+    taken = {r.norm for r in spec.rows}
+    if clash := sorted({r.norm for r in rows} & taken):
+        raise ValueError(f"table {spec.name} already has a row for norm {', '.join(clash)}")
+    return replace(spec, rows=[*spec.rows, *rows])
 
 
 @dataclass

@@ -15,6 +15,7 @@ from omegaconf import MISSING, OmegaConf
 from normexp.engine.job import RESULT_NEUTRAL_KEYS
 from normexp.engine.config import LoggerConfig, OptimConfig, TrainerConfig
 from normexp.norms.config import NormConfig
+from normexp.norms.plugin import default_name
 from normexp.tasks.registry import model_configs, task_configs
 
 
@@ -45,6 +46,8 @@ def dirname_excluded_keys() -> list[str]:
 def register_configs() -> None:
     if not OmegaConf.has_resolver("normexp_dirname_excluded_keys"):  # conf/config.yaml's exclude_keys
         OmegaConf.register_new_resolver("normexp_dirname_excluded_keys", dirname_excluded_keys)
+    if not OmegaConf.has_resolver("normexp_norm_name"):  # conf/norm/custom.yaml: a custom norm's name from its target
+        OmegaConf.register_new_resolver("normexp_norm_name", default_name)
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     cs.store(group="norm", name="norm_schema", node=NormConfig)

@@ -3,13 +3,15 @@
 The files go to ``<out_dir>/<profile>/`` (default ``<root>/tables/<profile>/``); without ``profile=`` the one profile
 of the records is taken, and records of both profiles are refused in one line.
 
+``add_rows=[{norm: MyNorm, label: My norm}]`` adds rows below the table's own (a custom norm's: docs/custom_norm.md).
+
 The Hydra entry point for tables: the table (md/tex/csv with significance marks and the paper's claims checked), its
 speed table, the figures (``plots``) and a summary W&B run (``wandb``, offline unless WANDB_MODE says otherwise).
 """
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -19,7 +21,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from normexp.cli import conf_dir
 from normexp.analysis.report import write_report
-from normexp.analysis.tables import TableSpec
+from normexp.analysis.tables import RowSpec, TableSpec, with_rows
 
 
 @dataclass
@@ -31,6 +33,7 @@ class TableAppConfig:
     plots: bool = True  # convergence and gradient figures (PNG + PDF) under <out_dir>/<profile>/plots/<table>/
     wandb: bool = False  # a summary W&B run of the table and figures
     wandb_project: str = "normexp"
+    add_rows: list[RowSpec] = field(default_factory=list)  # rows below the table's own: a norm name and a label
 
 
 cs = ConfigStore.instance()
@@ -40,7 +43,11 @@ cs.store(group="table", name="table_schema", node=TableSpec)
 
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="tables")
 def main(cfg: DictConfig) -> None:
-    spec: TableSpec = OmegaConf.to_object(cfg.table)
+    app: TableAppConfig = OmegaConf.to_object(cfg)
+    try:
+        spec = with_rows(app.table, app.add_rows)
+    except ValueError as e:
+        raise SystemExit(f"add_rows: {e}") from e
     root = Path(cfg.root)
     if not root.is_dir():
         raise SystemExit(f"no run records: {root} is not a folder (pass root=<folder holding the runs>)")

@@ -15,12 +15,21 @@ adanorm            z = C * (1 - k * sg(y)) * y,  y = (x - mu) / s             ep
 rmsnorm            z = g * x / s_rms (+ b)       (Zhang & Sennrich)           eps eps_mode bias
 prmsnorm           rmsnorm with s_rms from the first m = ceil(p * H) elements eps eps_mode bias p
 batchnorm          per feature over all leading dims (nn.BatchNorm1d)         eps unbiased
+dyt                z = g * tanh(a * x) + b, scalar a from a0  (Zhu et al.)    alpha0 eps (ignored)
+scalenorm          z = g * x / max(||x||_2, eps), one scalar g = sqrt(H) at init eps
 =================  =========================================================  ====================
 
 s = sqrt(var + eps) for eps_mode="inside" or sqrt(var) + eps for "outside"; var divides by H
 (biased) or H - 1 (unbiased=True); s_rms uses mean(x[:m]^2) in place of var.  Defaults: C = 1,
 k = 0.1, p = 0.0625; layernorm has gain and bias, rmsnorm/prmsnorm a gain and (paper) a bias.
 All row-wise variants also take `convention`; `build_norm` rejects every other option.
+DyT ("Transformers without Normalization", Zhu, Chen, He, LeCun & Liu 2025, arXiv 2503.10622): alpha0 = 0.5, the
+paper's default; g = 1, b = 0 per channel.  ScaleNorm ("Transformers without Tears", Nguyen & Salazar 2019, arXiv
+1910.05895): eps = 1e-5 as in the authors' code.  Neither takes a row mean or variance (recent.py: plain torch ops).
+
+Custom norms (plugin.py, docs/custom_norm.md): NormConfig(name=..., target="pkg.module.Class", options={...}); the
+target is called as target(dim, **options) and must return an nn.Module keeping its input's shape.  norm_factory
+imports and probes it at once; its modules are norm sites for swap_norms like the variants above.
 
 Conventions (docs/papers.md §1): the papers and their official code disagree on the statistics.
   convention="paper" (default), the written formulas: biased variance, eps = 1e-5 inside the sqrt
@@ -36,7 +45,7 @@ Conventions (docs/papers.md §1): the papers and their official code disagree on
   Explicit options override the convention's defaults.
 Presets in conf/norm/ (Hydra `norm=<file>`): one file per variant name with the paper defaults, and
 adanorm_official (C = 2), layernorm_simple_official, detachnorm_official, detach_mean_official,
-detach_var_official, rmsnorm_official, prmsnorm_official.
+detach_var_official, rmsnorm_official, prmsnorm_official; custom (norm.target=..., norm.options={...}).
 
 CNNs.  A module normalizes only its input's last dimension; the model decides what goes there.
 Ba et al. define a layer's normalization over all its hidden units, which for a convolution is

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import functools
 from dataclasses import asdict, dataclass, fields
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from torch import nn
 
+from .plugin import PluginError, plugin_factory
 from .spec import resolve
 from .variants import build_norm
 
@@ -29,9 +30,16 @@ class NormConfig:
     bias: Optional[bool] = None
     # "paper" (default) or "official": which codebase's statistics the defaults follow.
     convention: Optional[str] = None
+    alpha0: Optional[float] = None  # dyt: the initial alpha
+    # A norm of the user's own (norms/plugin.py): an importable class or factory target(dim, **options). `name` is
+    # then the run's own label for it (folder, record, table row), and the built-in options above stay unset.
+    target: Optional[str] = None
+    # Any, not dict: a typed dict would refuse `norm.options={alpha: 0.5}` on the command line (keys not in struct).
+    options: Any = None
 
 
-_OPTION_FIELDS = tuple(f.name for f in fields(NormConfig) if f.name != "name")
+_OPTION_FIELDS = tuple(f.name for f in fields(NormConfig) if f.name not in ("name", "target", "options"))
+_DEFAULTS = {f.name: f.default for f in fields(NormConfig)}
 
 
 def norm_factory(cfg) -> NormFactory:
@@ -43,6 +51,17 @@ def norm_factory(cfg) -> NormFactory:
     """
     options = {f: getattr(cfg, f, None) for f in _OPTION_FIELDS}
     options = {f: v for f, v in options.items() if v is not None}
+    target = getattr(cfg, "target", None)
+    if target:
+        # Options set away from their defaults (a field with a non-None default, e.g. an implementation choice, is fine).
+        builtin = [f for f, v in options.items() if v != _DEFAULTS[f]]
+        if builtin:
+            raise PluginError(f"norm.target={target}: norm.{', norm.'.join(builtin)} belong to the built-in variants; "
+                              "give a custom norm's options as norm.options={...}")
+        return plugin_factory(target, cfg.name, getattr(cfg, "options", None))
+    if getattr(cfg, "options", None):
+        raise ValueError(f"norm.options is for a custom norm (norm=custom norm.target=...); "
+                         f"norm '{cfg.name}' takes its options as norm.<option>=...")
     resolve(cfg.name, **options)
     return functools.partial(build_norm, cfg.name, **options)
 
@@ -50,6 +69,9 @@ def norm_factory(cfg) -> NormFactory:
 def resolved_options(cfg) -> dict:
     """What ``cfg`` (a NormConfig or alike) runs, every statistic choice explicit: the resolved `NormSpec` as a plain
     dict (name, C, k, convention, eps and eps_mode, unbiased, p, gain, bias, ...), for a run record. Two runs that
-    differ in any of these computed different norms, whatever their presets were called."""
+    differ in any of these computed different norms, whatever their presets were called. A custom norm is its
+    target and its options."""
+    if getattr(cfg, "target", None):
+        return {"name": cfg.name, "target": cfg.target, "options": dict(getattr(cfg, "options", None) or {})}
     options = {f: getattr(cfg, f, None) for f in _OPTION_FIELDS}
     return asdict(resolve(cfg.name, **{f: v for f, v in options.items() if v is not None}))

@@ -13,7 +13,7 @@ from typing import Optional
 
 VARIANTS: tuple[str, ...] = (
     "none", "layernorm", "layernorm_simple", "detachnorm", "detach_mean", "detach_var",
-    "adanorm", "rmsnorm", "prmsnorm", "batchnorm",
+    "adanorm", "rmsnorm", "prmsnorm", "batchnorm", "dyt", "scalenorm",
 )
 CONVENTIONS = ("paper", "official")
 EPS_MODES = ("inside", "outside")
@@ -33,6 +33,8 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     "rmsnorm": _RMS,
     "prmsnorm": _RMS + ("p",),
     "batchnorm": ("eps", "unbiased"),
+    "dyt": ("eps", "alpha0"),  # eps ignored, as for none
+    "scalenorm": ("eps",),
 }
 
 # Statistic defaults per convention and family (docs/papers.md §1).  "paper": the written formulas,
@@ -80,6 +82,7 @@ class NormSpec:
     p: Optional[float] = None     # pRMSNorm: RMS over the first round(p * H) elements
     p_round: str = "ceil"
     convention: str = "paper"
+    alpha0: Optional[float] = None  # DyT: the initial value of its scalar alpha
 
     @property
     def rowwise(self) -> bool:
@@ -136,6 +139,11 @@ def resolve(name: str, **options) -> NormSpec:
     if name in ("none", "batchnorm"):
         unbiased = _flag(name, "unbiased", opts["unbiased"]) if "unbiased" in opts else False
         return NormSpec(name=name, eps=1e-5 if eps is None else eps, unbiased=unbiased)
+    if name == "scalenorm":
+        return NormSpec(name=name, eps=1e-5 if eps is None else eps)
+    if name == "dyt":
+        alpha0 = _number(name, "alpha0", opts.get("alpha0", 0.5))  # the DyT paper's default alpha_0
+        return NormSpec(name=name, eps=0.0 if eps is None else eps, alpha0=alpha0)
 
     family = "rms" if name in ("rmsnorm", "prmsnorm") else "ln"
     d = dict(_DEFAULTS.get((convention, name)) or _DEFAULTS[(convention, family)])

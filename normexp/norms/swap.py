@@ -7,6 +7,7 @@ from typing import Callable
 
 from torch import Tensor, nn
 
+from .plugin import WIDTH_ATTR
 from .spec import resolve
 from .variants import NORM_TYPES, build_norm
 
@@ -16,7 +17,7 @@ _NAME = re.compile(r"(LayerNorm|RMSNorm)(Impl)?$", re.IGNORECASE)
 
 
 def _is_norm(m: nn.Module) -> bool:
-    if isinstance(m, (nn.LayerNorm, nn.RMSNorm) + NORM_TYPES):
+    if isinstance(m, (nn.LayerNorm, nn.RMSNorm) + NORM_TYPES) or hasattr(m, WIDTH_ATTR):  # built-in or custom
         return True
     # A normalization layer is a leaf; this keeps e.g. a "...LayerNorm" block container out.
     return bool(_NAME.search(type(m).__name__)) and not any(True for _ in m.children())
@@ -24,7 +25,7 @@ def _is_norm(m: nn.Module) -> bool:
 
 def _shape(m: nn.Module) -> tuple[int, ...]:
     """The normalized (trailing) shape of a norm module."""
-    shape = getattr(m, "normalized_shape", None)
+    shape = getattr(m, "normalized_shape", None) or getattr(m, WIDTH_ATTR, None)
     if shape is None:
         w = getattr(m, "weight", None)
         if isinstance(w, Tensor) and w.dim() >= 1:
@@ -64,6 +65,9 @@ def _keep_python_path(model: nn.Module) -> None:
         if isinstance(m, nn.TransformerEncoderLayer) and not getattr(m, "_normexp_python_path", False):
             if not (isinstance(m.norm1, nn.LayerNorm) and isinstance(m.norm2, nn.LayerNorm)):
                 m.register_forward_pre_hook(_noop_pre_hook)
+                for norm in (m.norm1, m.norm2):  # its fast-path check reads norm.eps: a custom norm may have none
+                    if not hasattr(norm, "eps"):
+                        norm.eps = None
                 m._normexp_python_path = True
         if isinstance(m, nn.TransformerEncoder) and len(m.layers) and getattr(m.layers[0], "_normexp_python_path", False):
             m.use_nested_tensor = False
@@ -74,8 +78,8 @@ def swap_norms(model: nn.Module, name: str, **options) -> int:
 
     Recognised: torch nn.LayerNorm (and subclasses such as fairseq's Fp32LayerNorm) and
     nn.RMSNorm, any leaf module whose class name ends in LayerNorm/RMSNorm (fairseq/apex
-    FusedLayerNorm, Hugging Face RMSNorm/T5LayerNorm, ...), and normexp's own variants, so swapping
-    twice works.  Each replacement has the old module's width, device, floating dtype and train/eval
+    FusedLayerNorm, Hugging Face RMSNorm/T5LayerNorm, ...), and normexp's own variants and the custom
+    norms its factories build (norm.target), so swapping twice works.  Each replacement has the old module's width, device, floating dtype and train/eval
     mode and freshly initialised parameters (gain 1, bias 0); the old eps is not carried over: the
     variant's options decide everything.  A module registered at several places is replaced by one
     shared new module.  Returns the number of sites (parent attributes) replaced.

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from . import fast, reference
 from .builtin import torch_kernel
+from .recent import DyT, ScaleNorm
 from .spec import NormSpec, resolve
 
 
@@ -114,7 +115,7 @@ class BatchNorm(nn.BatchNorm1d):
         return (rows - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
 
 
-NORM_TYPES = (NoNorm, RowNorm, BatchNorm)
+NORM_TYPES = (NoNorm, RowNorm, BatchNorm, DyT, ScaleNorm)
 
 
 def build_norm(name: str, dim: int, **options) -> nn.Module:
@@ -124,4 +125,8 @@ def build_norm(name: str, dim: int, **options) -> nn.Module:
         return NoNorm(dim, spec)
     if name == "batchnorm":
         return BatchNorm(dim, spec)
+    if name == "dyt":
+        return DyT(dim, spec)
+    if name == "scalenorm":
+        return ScaleNorm(dim, spec)
     return RowNorm(dim, spec)

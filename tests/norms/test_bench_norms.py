@@ -4,10 +4,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from normexp.norms import VARIANTS
+from normexp.norms import VARIANTS, resolve
 
 ROOT = Path(__file__).resolve().parents[2]
-ROWWISE = [v for v in VARIANTS if v not in ("none", "batchnorm")]
+ROWWISE = [v for v in VARIANTS if resolve(v).rowwise]  # the row-statistics variants (not none, batchnorm, dyt, scalenorm)
 
 
 def test_bench_norms_reports_every_variant_with_its_error_and_floor():

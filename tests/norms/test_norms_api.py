@@ -7,7 +7,7 @@ import torch
 from normexp.norms import VARIANTS, NormConfig, build_norm, norm_factory, resolve
 
 EXPECTED = ("none", "layernorm", "layernorm_simple", "detachnorm", "detach_mean", "detach_var",
-            "adanorm", "rmsnorm", "prmsnorm", "batchnorm")
+            "adanorm", "rmsnorm", "prmsnorm", "batchnorm", "dyt", "scalenorm")
 
 
 def test_variants():

@@ -11,7 +11,7 @@ from torch.autograd import gradcheck
 from normexp.norms import VARIANTS, build_norm, reference, resolve
 from normexp.norms.builtin import torch_kernel
 
-ROWWISE = [v for v in VARIANTS if v not in ("none", "batchnorm")]
+ROWWISE = [v for v in VARIANTS if resolve(v).rowwise]  # the row-statistics variants (not none, batchnorm, dyt, scalenorm)
 TORCH_SPECS = [("layernorm", {}), ("layernorm", {"convention": "official"}), ("layernorm_simple", {}),
                ("rmsnorm", {}), ("rmsnorm", {"bias": False}), ("prmsnorm", {"p": 1.0}),
                ("rmsnorm", {"convention": "official", "eps_mode": "inside"})]

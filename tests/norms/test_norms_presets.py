@@ -19,7 +19,8 @@ def preset(name: str) -> NormConfig:
     return NormConfig(**OmegaConf.to_container(merged))
 
 
-ALL = sorted(p.stem for p in CONF.glob("*.yaml"))
+# custom.yaml names a user's class, not a variant: tests/norms/test_norms_plugin.py
+ALL = sorted(p.stem for p in CONF.glob("*.yaml") if p.stem != "custom")
 
 
 def test_one_file_per_variant():
