@@ -7,6 +7,7 @@ from typing import Callable, Optional
 
 from torch import nn
 
+from .dispatch import check_impl
 from .spec import resolve
 from .variants import build_norm
 
@@ -29,9 +30,12 @@ class NormConfig:
     bias: Optional[bool] = None
     # "paper" (default) or "official": which codebase's statistics the defaults follow.
     convention: Optional[str] = None
+    # Which implementation runs it: auto | fused_cpu | triton | torch (normexp/norms/dispatch.py). Not a
+    # statistic: the numbers are the same, so it is not a norm option of `resolve`.
+    impl: str = "auto"
 
 
-_OPTION_FIELDS = tuple(f.name for f in fields(NormConfig) if f.name != "name")
+_OPTION_FIELDS = tuple(f.name for f in fields(NormConfig) if f.name not in ("name", "impl"))
 
 
 def norm_factory(cfg) -> NormFactory:
@@ -44,4 +48,6 @@ def norm_factory(cfg) -> NormFactory:
     options = {f: getattr(cfg, f, None) for f in _OPTION_FIELDS}
     options = {f: v for f, v in options.items() if v is not None}
     resolve(cfg.name, **options)
-    return functools.partial(build_norm, cfg.name, **options)
+    impl = getattr(cfg, "impl", None) or "auto"
+    check_impl(impl)
+    return functools.partial(build_norm, cfg.name, impl=impl, **options)
