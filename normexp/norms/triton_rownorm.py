@@ -27,11 +27,6 @@ from .triton_kernels import rownorm_backward, rownorm_forward
 MAX_BLOCK = 8192  # widest row held in registers; wider rows loop over blocks of this many columns
 
 
-def interpreted() -> bool:
-    """Whether triton runs kernels in its CPU interpreter (TRITON_INTERPRET=1 when triton was imported)."""
-    return bool(triton.knobs.runtime.interpret)
-
-
 def _launch_settings(H: int, max_block: int) -> tuple[int, int, bool]:
     """(BLOCK, num_warps, ONE_BLOCK): Liger-Kernel's warps for the block width."""
     block = min(triton.next_power_of_2(H), max_block)
