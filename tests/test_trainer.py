@@ -71,7 +71,7 @@ def test_non_finite_loss_marks_the_run_diverged_at_its_step(tmp_path):
 
 
 def test_grad_stats_show_the_recentring_of_layernorm_simple(tmp_path):
-    """AdaNorm paper §1.3: with LayerNorm-simple, ∂ℓ/∂x has zero mean; without a norm it does not."""
+    """docs/papers.md §1.3: with LayerNorm-simple, ∂ℓ/∂x has zero mean; without a norm it does not."""
     stats = {}
     for norm in ("layernorm_simple", "none"):
         record = make(tmp_path / norm, norm=norm, grad_stats=True, log_every_steps=5).fit()

@@ -15,7 +15,8 @@ class GradStats:
         self.sites = {names.get(id(m), f"site{i}"): m for i, m in enumerate(sites)}
         self.active = False
         self.current: dict[str, dict[str, float]] = {}
-        self.handles = [m.register_forward_pre_hook(self._hook(name)) for name, m in self.sites.items()]
+        for name, module in self.sites.items():
+            module.register_forward_pre_hook(self._hook(name))
 
     def _hook(self, name: str):
         def on_forward(module, args):
@@ -36,7 +37,3 @@ class GradStats:
         if not self.active or not self.current:
             return None
         return {"step": step, "sites": dict(self.current)}
-
-    def remove(self) -> None:
-        for handle in self.handles:
-            handle.remove()

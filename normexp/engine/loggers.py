@@ -14,9 +14,6 @@ log = logging.getLogger("normexp")
 
 
 class ConsoleLogger:
-    def __init__(self, every: int = 1):
-        self.every = max(1, every)
-
     def log(self, metrics: dict[str, float], step: int) -> None:
         if any(k.startswith(("valid/", "test/", "train/epoch_loss")) for k in metrics):
             log.info("step %d: %s", step, ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
@@ -36,7 +33,6 @@ class WandbLogger(ConsoleLogger):
 
     def __init__(self, cfg, run_dir: Path, run_name: str, group: str, config: dict, job_type: str,
                  run_id: str | None = None):
-        super().__init__()
         import wandb
         import wandb.sdk.lib.runid
 

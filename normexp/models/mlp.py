@@ -3,7 +3,7 @@
 linear → norm → ReLU (→ dropout) per hidden layer, then a plain linear output layer. The norm sits on each hidden
 layer's summed inputs before the nonlinearity, and not on the logits: Ba et al. apply layer normalization "only to
 the fully-connected hidden layers", since the logits' scale is the prediction's confidence ([recalled] from arXiv
-1607.06450's perm-MNIST section; docs/papers.md §2.3 lists the task only). ReLU, dropout 0 and torch's default init are our
+1607.06450's perm-MNIST section; docs/papers.md §2.3 (recalled)). ReLU, dropout 0 and torch's default init are our
 choices (as far as we recall, the paper's text gives none of them).
 
 Re-centring experiment (Zhang & Sennrich; bzhangGo/rmsnorm README): "we initialize the weights with a center of about

@@ -25,7 +25,7 @@ def test_rt_reader_on_the_real_files():
 def test_sst_reader_on_the_real_files():
     sizes = {"train": 8544, "valid": 1101, "test": 2210}
     counts = {"train": [1092, 2218, 1624, 2322, 1288], "valid": [139, 289, 229, 279, 165],
-              "test": [279, 633, 389, 510, 399]}  # root labels, ../shared/data/README.md
+              "test": [279, 633, 389, 510, 399]}  # root labels, docs/data.md (SST)
     for split in sizes:
         examples = sd.read_sst(split)
         assert len(examples) == sizes[split]

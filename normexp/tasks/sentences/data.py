@@ -71,7 +71,7 @@ def rt_file(label: int) -> Path:
 
 
 def read_rt_lines(path: Path, label: int) -> list[Example]:
-    text = path.read_bytes().decode("cp1252")  # the original single-byte encoding (data README)
+    text = path.read_bytes().decode("cp1252")  # the original single-byte encoding (docs/data.md)
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
