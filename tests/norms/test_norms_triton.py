@@ -110,3 +110,20 @@ def test_triton_op_compiles_without_graph_breaks():
     got = grads(lambda t, *_: torch.compile(model, fullgraph=True)(t), x, None, None, torch.ones(4, 24))
     for a, e in zip(got, want):
         torch.testing.assert_close(a, e)
+
+
+def test_cuda_benchmark_runs_end_to_end_here():
+    """scripts/bench_norms_cuda.py's bench_cuda (what the GPU check imports), on CPU through the interpreter: every
+    variant with impl triton/torch/auto, a row each, errors within 1e-5 (its timings mean nothing here)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    from bench_norms_cuda import bench_cuda
+
+    rows = bench_cuda(shapes=[(4, 64)], dtypes=("float32",), device="cpu", with_compile=False)
+    got = {(r["name"], r["impl"]) for r in rows}
+    for name in ROWWISE:
+        assert {(name, "triton"), (name, "torch"), (name, "auto->fused_cpu")} <= got
+    assert ("F.layer_norm", "torch") in got and all(r["ms"] > 0 for r in rows)
+    assert all(r["err"] <= 1e-5 for r in rows if r["err"] is not None)
