@@ -42,9 +42,10 @@ def _register_row_stats(x, cols, m, divisor, eps, CENTER: tl.constexpr, INSIDE: 
         mean = tl.sum(tl.where(in_stat, x, 0.0), axis=0) / m
         d = tl.where(in_stat, x - mean, 0.0)
     else:
-        mean = 0.0
         d = tl.where(in_stat, x, 0.0)
     r, vc = _scale(tl.sum(d * d, axis=0) / divisor, eps, INSIDE)
+    if not CENTER:
+        mean = r * 0.0  # a float32 scalar like the LayerNorm family's mean
     return mean, r, vc
 
 
@@ -59,7 +60,7 @@ def _streamed_row_stats(X, cols, m, divisor, eps, CENTER: tl.constexpr, INSIDE: 
         mean = tl.sum(acc, axis=0) / m
         acc = tl.zeros([BLOCK], tl.float32)
     else:
-        mean = 0.0
+        mean = tl.sum(acc, axis=0)  # 0, a float32 scalar like the LayerNorm family's mean
     for start in range(0, m, BLOCK):  # about the mean, not sum(x^2) - m mean^2: no cancellation
         c = start + cols
         d = tl.where(c < m, tl.load(X + c, mask=c < m, other=0.0).to(tl.float32) - mean, 0.0)
@@ -71,12 +72,14 @@ def _streamed_row_stats(X, cols, m, divisor, eps, CENTER: tl.constexpr, INSIDE: 
 @triton.jit
 def _affine(y, W, B, c, mask, C, k, HAS_W: tl.constexpr, HAS_B: tl.constexpr, ADA: tl.constexpr):
     if ADA:
-        return C * (1.0 - k * y) * y
-    if HAS_W:
-        y = y * tl.load(W + c, mask=mask, other=0.0).to(tl.float32)
-    if HAS_B:
-        y = y + tl.load(B + c, mask=mask, other=0.0).to(tl.float32)
-    return y
+        z = C * (1.0 - k * y) * y
+    else:
+        z = y
+        if HAS_W:
+            z = z * tl.load(W + c, mask=mask, other=0.0).to(tl.float32)
+        if HAS_B:
+            z = z + tl.load(B + c, mask=mask, other=0.0).to(tl.float32)
+    return z
 
 
 @triton.jit
@@ -110,10 +113,12 @@ def rownorm_forward(X, Y, W, B, S, H, m, divisor, eps, C, k, CENTER: tl.constexp
 def _grad_y(g, y, w, C, k, HAS_W: tl.constexpr, ADA: tl.constexpr):
     """dL/dy from the upstream gradient g: through the gain, or through AdaNorm's C * (1 - k * sg(y))."""
     if HAS_W:
-        return g * w
-    if ADA:
-        return g * C * (1.0 - k * y)
-    return g
+        gy = g * w
+    elif ADA:
+        gy = g * C * (1.0 - k * y)
+    else:
+        gy = g
+    return gy
 
 
 @triton.jit

@@ -3,7 +3,7 @@ the fused CPU op under torch.compile as one op (no graph break)."""
 import pytest
 import torch
 
-from normexp.norms import NormConfig, build_norm, fast, norm_factory, reference
+from normexp.norms import NormConfig, build_norm, fast, norm_factory, reference, swap_norms
 from tests.conftest import only_record, run_cli
 
 
@@ -55,3 +55,12 @@ def test_a_run_records_the_impl_of_its_norm_sites(tmp_path):
     rec = only_record(tmp_path)
     assert rec["extra"]["norm_impls"] == {"torch": rec["extra"]["norm_sites"]} and rec["extra"]["norm_sites"] > 0
     assert rec["config"]["norm"]["impl"] == "torch"
+
+
+def test_swap_norms_takes_impl():
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.LayerNorm(8))
+    assert swap_norms(model, "detach_mean", impl="torch") == 1
+    model(torch.randn(2, 8))
+    assert model[1].impl == "torch" and model[1].impl_ran == "torch"
+    with pytest.raises(ValueError, match="norm impl must be one of"):
+        swap_norms(model, "detach_mean", impl="gpu")
