@@ -102,13 +102,20 @@ def _candidates(R, H, device, dtype, with_compile):
 def bench_cuda(shapes=SHAPES, dtypes=DTYPES, device="cuda", with_compile=True) -> list[dict]:
     """One dict per (shape, dtype, candidate): device, dtype, rows, H, name, impl (for impl=auto: "auto->" and what
     it ran), ms, ratio (to F.layer_norm on the same input), err (our modules only), and target: whether a triton row
-    meets its target (None where there is none).  Prints the table as it goes."""
+    meets its target (None where there is none).  Prints the table as it goes.  Cost, estimated (not measured): a
+    few seconds of timing per shape and dtype, plus Triton's first compilation of each kernel specialisation (about
+    a second each, cached in ~/.triton) and, with_compile, one torch.compile per variant, shape and dtype (8 per
+    shape and dtype, several seconds each): pass with_compile=False where device time is short."""
     device = torch.device(device)
     time_ms = _timer(device)
+    # Every compiled formula is the same lambda's code object, whose compiled versions (one per variant, shape and
+    # dtype) dynamo caches together: past its default limit of 8 it would silently run the rest eagerly.
+    torch._dynamo.config.recompile_limit = 1024
     rows = []
     for R, H in shapes:
         for dtype_name in dtypes:
             dtype = getattr(torch, dtype_name)
+            torch._dynamo.reset()
             cands, x, g = _candidates(R, H, device, dtype, with_compile)
             times = {key: time_ms(fn) for key, (fn, _) in cands.items()}
             base = times[("F.layer_norm", "torch")]
