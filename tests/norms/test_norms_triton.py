@@ -97,6 +97,11 @@ def test_build_norm_runs_triton_and_records_it():
     assert auto.impl_ran == "fused_cpu"  # auto never picks the interpreter
     with pytest.raises(RuntimeError, match="impl=triton cannot run on a cpu float64 input"):
         norm(x.double())
+    gain = build_norm("rmsnorm", 48, impl="triton")
+    xt = torch.randn(48, 3).t().requires_grad_()  # not contiguous: the op copies it, the backward too
+    gain(xt).backward(torch.ones(3, 48))
+    want = torch.autograd.grad(reference.normalize(xt, gain.spec, gain.weight, gain.bias), xt, torch.ones(3, 48))[0]
+    torch.testing.assert_close(xt.grad, want)
 
 
 def test_triton_op_compiles_without_graph_breaks():
