@@ -5,9 +5,9 @@ kernel (builtin.py); written in torch ops, AdaNorm's forward+backward is ~30 pas
 the other variants 15-25 (issue 23), so the variant would change the cost of a GPU experiment.  The
 kernels (triton_kernels.py) take the fused CPU op's arguments (`fast.op_args`): one pair for all.
 
-The op is a `torch.library.custom_op` with a fake implementation and a registered autograd formula,
-so torch.compile puts it in its graph as one op (no graph break) and autocast passes it whatever
-dtype reaches it.  Outputs are in the input's dtype (float32, bfloat16, float16), every statistic
+Eagerly the kernels run through an autograd.Function (less per-call overhead); under torch.compile
+through `torch.library.custom_op`s with fake implementations and a registered autograd formula, so
+that the graph holds them as ops (no graph break).  Autocast passes them whatever dtype reaches them.  Outputs are in the input's dtype (float32, bfloat16, float16), every statistic
 and sum in float32; gain/bias gradients come back in their own dtype.  Importing this module imports
 triton: do it only when the triton implementation is chosen (dispatch.py).  On CPU tensors the
 kernels run only under Triton's interpreter (TRITON_INTERPRET=1 set before triton is imported), which
@@ -42,12 +42,9 @@ def _programs(device: torch.device) -> int:
     return 4
 
 
-@torch.library.custom_op("normexp::triton_rownorm", mutates_args=())
-def triton_rownorm(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], m: int, center: bool,
-                   divisor: float, eps: float, inside: bool, C: float, k: float, mean_path: bool,
-                   var_path: bool, max_block: int = MAX_BLOCK) -> tuple[Tensor, Tensor]:
-    """(output, float32 (rows, 3) statistics) of the variant given by the fused op's arguments
-    (`fast.op_args`); `max_block` exists for tests that cross the block boundary at small widths."""
+def _forward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], m: int, center: bool, divisor: float,
+             eps: float, inside: bool, C: float, k: float, max_block: int) -> tuple[Tensor, Tensor]:
+    """Launches the forward kernel: (output, float32 (rows, 3) statistics)."""
     H = x.shape[-1]
     x2 = x.reshape(-1, H).contiguous()
     y = torch.empty_like(x2)
@@ -65,18 +62,10 @@ def triton_rownorm(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], 
     return y.view(x.shape), stats
 
 
-@triton_rownorm.register_fake
-def _(x, weight, bias, m, center, divisor, eps, inside, C, k, mean_path, var_path, max_block=MAX_BLOCK):
-    rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
-    return torch.empty_like(x), x.new_empty((rows, 3), dtype=torch.float32)
-
-
-@torch.library.custom_op("normexp::triton_rownorm_backward", mutates_args=())
-def triton_rownorm_backward(grad: Tensor, x: Tensor, stats: Tensor, weight: Optional[Tensor],
-                            bias: Optional[Tensor], m: int, divisor: float, C: float, k: float,
-                            mean_path: bool, var_path: bool, max_block: int = MAX_BLOCK
-                            ) -> tuple[Tensor, Tensor, Tensor]:
-    """(dx, d weight, d bias); the parameter gradients are empty tensors where there is no such parameter."""
+def _backward(grad: Tensor, x: Tensor, stats: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], m: int,
+              divisor: float, C: float, k: float, mean_path: bool, var_path: bool,
+              max_block: int) -> tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
+    """Launches the backward kernel: (dx, d weight, d bias), None for a parameter that is absent."""
     H = x.shape[-1]
     x2 = x.reshape(-1, H).contiguous()
     g2 = grad.reshape(-1, H).contiguous()
@@ -94,9 +83,55 @@ def triton_rownorm_backward(grad: Tensor, x: Tensor, stats: Tensor, weight: Opti
             g2, x2, stats, weight if has_w else x2, dx, part_w, part_b, R, H, m, divisor, C, k,
             triton.cdiv(R, programs), HAS_W=has_w, HAS_B=has_b, ADA=ada, MEAN_PATH=mean_path,
             VAR_PATH=var_path, BLOCK=block, ONE_BLOCK=one, num_warps=warps)
-    dw = part_w.sum(0).to(weight.dtype) if has_w else x.new_empty(0)
-    db = part_b.sum(0).to(bias.dtype) if has_b else x.new_empty(0)
+    dw = part_w.sum(0).to(weight.dtype) if has_w else None
+    db = part_b.sum(0).to(bias.dtype) if has_b else None
     return dx.view(grad.shape), dw, db
+
+
+class _RowNormFn(torch.autograd.Function):
+    """The eager path: an autograd.Function costs about a third of a custom op's Python dispatch per forward+backward
+    (measured on this CPU with an empty body: +30 us against +160 us over a bare clone), which on a GPU is what
+    small norms are made of."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, m, center, divisor, eps, inside, C, k, mean_path, var_path, max_block):
+        y, stats = _forward(x, weight, bias, m, center, divisor, eps, inside, C, k, max_block)
+        ctx.save_for_backward(x, stats, weight, bias)
+        ctx.args = (m, divisor, C, k, mean_path, var_path, max_block)
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, stats, weight, bias = ctx.saved_tensors
+        dx, dw, db = _backward(grad, x, stats, weight, bias, *ctx.args)
+        return (dx, dw, db) + (None,) * 10
+
+
+# The same kernels as torch ops, for torch.compile: fake implementations and an autograd formula put them in the
+# graph as two opaque ops (no graph break).
+@torch.library.custom_op("normexp::triton_rownorm", mutates_args=())
+def triton_rownorm(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], m: int, center: bool,
+                   divisor: float, eps: float, inside: bool, C: float, k: float, mean_path: bool,
+                   var_path: bool, max_block: int = MAX_BLOCK) -> tuple[Tensor, Tensor]:
+    """(output, float32 (rows, 3) statistics) of the variant given by the fused op's arguments (`fast.op_args`)."""
+    return _forward(x, weight, bias, m, center, divisor, eps, inside, C, k, max_block)
+
+
+@triton_rownorm.register_fake
+def _(x, weight, bias, m, center, divisor, eps, inside, C, k, mean_path, var_path, max_block=MAX_BLOCK):
+    rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
+    return torch.empty_like(x), x.new_empty((rows, 3), dtype=torch.float32)
+
+
+@torch.library.custom_op("normexp::triton_rownorm_backward", mutates_args=())
+def triton_rownorm_backward(grad: Tensor, x: Tensor, stats: Tensor, weight: Optional[Tensor],
+                            bias: Optional[Tensor], m: int, divisor: float, C: float, k: float,
+                            mean_path: bool, var_path: bool, max_block: int = MAX_BLOCK
+                            ) -> tuple[Tensor, Tensor, Tensor]:
+    """(dx, d weight, d bias); the parameter gradients are empty tensors where there is no such parameter."""
+    dx, dw, db = _backward(grad, x, stats, weight, bias, m, divisor, C, k, mean_path, var_path, max_block)
+    return dx, x.new_empty(0) if dw is None else dw, x.new_empty(0) if db is None else db
 
 
 @triton_rownorm_backward.register_fake
@@ -113,19 +148,26 @@ def _setup_context(ctx, inputs, output):
     ctx.args = (m, divisor, C, k, mean_path, var_path, max_block)
 
 
-def _backward(ctx, grad, _grad_stats):
+def _op_backward(ctx, grad, _grad_stats):
     x, stats, weight, bias = ctx.saved_tensors
     dx, dw, db = triton_rownorm_backward(grad, x, stats, weight, bias, *ctx.args)
     has_w, has_b = weight is not None and dw.numel() > 0, bias is not None and db.numel() > 0
     return (dx, dw if has_w else None, db if has_b else None) + (None,) * 10
 
 
-triton_rownorm.register_autograd(_backward, setup_context=_setup_context)
+triton_rownorm.register_autograd(_op_backward, setup_context=_setup_context)
 
 
-def rownorm(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], args: tuple) -> Tensor:
-    """The variant with `fast.op_args` arguments, on a CUDA tensor (or a CPU one under the interpreter)."""
-    return triton_rownorm(x, weight, bias, *args)[0]
+def rownorm(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], args: tuple,
+            max_block: int = MAX_BLOCK) -> Tensor:
+    """The variant with `fast.op_args` arguments, on a CUDA tensor (or a CPU one under the interpreter): the op
+    under torch.compile, else the autograd.Function, or the forward kernel alone when nothing needs a gradient."""
+    if torch.compiler.is_compiling():
+        return triton_rownorm(x, weight, bias, *args, max_block)[0]
+    wants = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias))
+    if wants:
+        return _RowNormFn.apply(x, weight, bias, *args, max_block)
+    return _forward(x, weight, bias, *args[:7], max_block)[0]
 
 
 def normalize(x: Tensor, spec, weight: Optional[Tensor] = None, bias: Optional[Tensor] = None,
@@ -133,4 +175,4 @@ def normalize(x: Tensor, spec, weight: Optional[Tensor] = None, bias: Optional[T
     """Triton equivalent of `reference.normalize` (tests and benchmarks)."""
     from .fast import op_args
 
-    return triton_rownorm(x, weight, bias, *op_args(spec, x.shape[-1]), max_block)[0]
+    return rownorm(x, weight, bias, op_args(spec, x.shape[-1]), max_block)
