@@ -59,8 +59,11 @@ def _liger(H, device, dtype):
     except ImportError:
         return {}
     try:  # the peer is optional: a signature change there must not stop the benchmark
-        return {"liger LayerNorm": LigerLayerNorm(H, eps=1e-5).to(device, dtype),
-                "liger RMSNorm": LigerRMSNorm(H, eps=1e-5).to(device, dtype)}
+        try:  # newer versions overwrite the upstream gradient in place by default, which the timing loop reuses
+            rms = LigerRMSNorm(H, eps=1e-5, in_place=False)
+        except TypeError:
+            rms = LigerRMSNorm(H, eps=1e-5)
+        return {"liger LayerNorm": LigerLayerNorm(H, eps=1e-5).to(device, dtype), "liger RMSNorm": rms.to(device, dtype)}
     except Exception as exc:
         print(f"liger_kernel installed but not usable here: {exc!r}")
         return {}
