@@ -1,6 +1,8 @@
 """Speed of every normexp.norms variant relative to torch's eager F.layer_norm (a benchmark, not a test).
 
     python scripts/bench_norms.py [--rounds 7] [--cpu-time] [--shapes 8192x512,4096x1024,32768x128]
+    python scripts/bench_norms.py --device cuda [--shapes ...] [--dtypes float32,bfloat16]   (bench_norms_cuda.py:
+        every variant and implementation, Triton included, against F.layer_norm, F.rms_norm, Liger-Kernel, compile)
 
 For each shape: forward + backward time (input, gain and bias gradients, via autograd.grad so no
 gradient accumulation is timed) as a ratio to eager F.layer_norm with gain and bias on the same
@@ -204,7 +206,17 @@ def main():
     parser.add_argument("--shapes", type=shapes_arg, default=SHAPES,
                         help="comma-separated ROWSxH (default: the issue's three, 16 MiB each; smaller inputs stay "
                              "in cache, where per-call and per-element work weigh more than the memory traffic)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cuda: every implementation on the GPU (scripts/bench_norms_cuda.py) instead")
+    parser.add_argument("--dtypes", default="float32,bfloat16", help="with --device cuda: comma-separated dtypes")
     args = parser.parse_args()
+    if args.device == "cuda":
+        from bench_norms_cuda import SHAPES as CUDA_SHAPES, bench_cuda  # scripts/ is on sys.path when run as a script
+
+        if not torch.cuda.is_available():
+            parser.error("--device cuda: no CUDA device visible to torch")
+        bench_cuda(CUDA_SHAPES if args.shapes is SHAPES else args.shapes, tuple(args.dtypes.split(",")))
+        return
     if args.cpu_time:
         global CLOCK
         CLOCK = time.thread_time

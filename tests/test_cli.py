@@ -20,6 +20,7 @@ def test_a_run_writes_a_complete_record(tmp_path):
     assert rec["versions"]["torch"] and rec["wall_time_s"] > 0 and rec["steps_per_s"] > 0
     assert rec["data"]["sizes"] == {"train": 600, "valid": 300, "test": 300}
     assert rec["extra"]["device"] == "cpu" and rec["extra"]["cpu_allocator"]  # what normexp.engine.cpu_memory did
+    assert rec["extra"]["norm_impls"] == {"fused_cpu": rec["extra"]["norm_sites"]}  # which kernel each norm site ran
 
 
 def test_rerun_of_a_completed_run_does_nothing(tmp_path):

@@ -18,6 +18,7 @@ from typing import Any
 from normexp.models.fairseq_transformer import INITS
 from normexp.models.parser_mlp import ACTIVATIONS
 from normexp.norms import norm_factory
+from normexp.norms.dispatch import IMPLS
 
 PROFILES = ("full", "tiny")
 
@@ -54,6 +55,7 @@ RULES: dict[str, Any] = {
     "trainer.keep_checkpoints": "1 <= x",
     "trainer.resume": ("auto", "never", "restart"),
     "trainer.average_last": "0 <= x",
+    "norm.impl": IMPLS,
     # logger
     "logger.name": ("console", "wandb"),
     "logger.mode": ("offline", "online", "disabled"),

@@ -26,6 +26,7 @@ from normexp.engine.loggers import ConsoleLogger, WandbLogger
 from normexp.engine.rundir import owned, set_aside
 from normexp.engine.trainer import Interrupted, Trainer
 from normexp.norms import norm_factory, resolved_options
+from normexp.norms.dispatch import impl_counts
 from normexp.records import RECORD_NAME, RunRecord, git_commit, package_versions, read_record
 from normexp.tasks.registry import task_class
 
@@ -34,7 +35,7 @@ FINAL = ("completed", "diverged")
 # Settings that do not change a run's result: a resumed or re-run job may differ in these. (The CLI also keeps them
 # out of the run folder's name.)
 RESULT_NEUTRAL_KEYS = ("trainer.progress", "trainer.device", "trainer.resume", "trainer.threads",
-                       "trainer.log_every_steps", "logger")
+                       "trainer.log_every_steps", "logger", "norm.impl")
 
 
 class JobFailed(RuntimeError):
@@ -140,7 +141,7 @@ def _run_job(config: dict[str, Any], objects, run_dir: Path) -> RunRecord:
     record = RunRecord(task=objects.task.name, model=objects.model.name, norm=objects.norm.name, seed=objects.seed,
                        name=objects.name, profile=objects.profile, config=config, versions=package_versions(),
                        git_commit=git_commit(), wall_time_s=previous.wall_time_s if previous else 0.0)
-    started, logger = time.perf_counter(), None
+    started, logger, sites = time.perf_counter(), None, []
     try:
         if distributed.is_main():
             record.save(run_dir)  # fails early, before any work, when the run dir is not writable
@@ -166,6 +167,7 @@ def _run_job(config: dict[str, Any], objects, run_dir: Path) -> RunRecord:
         raise JobFailed(e, run_dir / RECORD_NAME) from e
     finally:
         record.wall_time_s = round(record.wall_time_s + time.perf_counter() - started, 3)
+        record.extra["norm_impls"] = impl_counts(sites)  # which implementation each norm site ran (dispatch.py)
         if distributed.is_main():
             record.save(run_dir)
         if logger is not None:

@@ -67,7 +67,9 @@ on first use (about 20 s, cached under $TORCH_EXTENSIONS_DIR or ~/.cache/torch_e
 no variant costs more than a fused LayerNorm; elsewhere, or if it cannot be built, layernorm and
 layernorm_simple with torch's statistic run F.layer_norm (and rmsnorm F.rms_norm on CUDA; builtin.py),
 the rest the torch-ops formulas in reference.py, with identical results.  Higher-order gradients
-need the reference path (the fused backward is once-differentiable).
+need the reference path (the fused backward is once-differentiable).  On CUDA the variants without a
+torch kernel run one Triton kernel pair (triton_kernels.py).  `build_norm(..., impl=)` / `norm.impl`
+chooses explicitly: auto | fused_cpu | triton | torch (dispatch.py; docs/norms.md).
 """
 from .config import NormConfig, NormFactory, norm_factory, resolved_options
 from .spec import VARIANTS, NormSpec, resolve

@@ -7,6 +7,7 @@ from typing import Any, Callable, Optional
 
 from torch import nn
 
+from .dispatch import check_impl
 from .plugin import PluginError, plugin_factory
 from .spec import resolve
 from .variants import build_norm
@@ -36,9 +37,12 @@ class NormConfig:
     target: Optional[str] = None
     # Any, not dict: a typed dict would refuse `norm.options={alpha: 0.5}` on the command line (keys not in struct).
     options: Any = None
+    # Which implementation runs it: auto | fused_cpu | triton | torch (normexp/norms/dispatch.py). Not a
+    # statistic: the numbers are the same, so it is not a norm option of `resolve`.
+    impl: str = "auto"
 
 
-_OPTION_FIELDS = tuple(f.name for f in fields(NormConfig) if f.name not in ("name", "target", "options"))
+_OPTION_FIELDS = tuple(f.name for f in fields(NormConfig) if f.name not in ("name", "target", "options", "impl"))
 _DEFAULTS = {f.name: f.default for f in fields(NormConfig)}
 
 
@@ -63,7 +67,9 @@ def norm_factory(cfg) -> NormFactory:
         raise ValueError(f"norm.options is for a custom norm (norm=custom norm.target=...); "
                          f"norm '{cfg.name}' takes its options as norm.<option>=...")
     resolve(cfg.name, **options)
-    return functools.partial(build_norm, cfg.name, **options)
+    impl = getattr(cfg, "impl", None) or "auto"
+    check_impl(impl)
+    return functools.partial(build_norm, cfg.name, impl=impl, **options)
 
 
 def resolved_options(cfg) -> dict:

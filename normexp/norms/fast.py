@@ -84,6 +84,7 @@ def available() -> bool:
 
         root = os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()  # as torch's own
         _compile(Path(root) / "normexp_norms")
+        _register_for_tracing()
         return True
     except Exception as exc:  # any failure means "use the reference path", never a crash
         warnings.warn(f"normexp.norms: fused CPU kernel unavailable, using the pure-PyTorch path ({exc})")
@@ -99,8 +100,7 @@ def supports(x: Tensor, weight: Optional[Tensor] = None, bias: Optional[Tensor] 
     return (x.is_cpu and x.dtype in _FLOATS and x.numel() > 0 and not x.is_nested
             and (weight is None or (weight.is_cpu and weight.dtype == x.dtype))
             and (bias is None or (bias.is_cpu and bias.dtype == x.dtype))
-            # under torch.compile the torch formula (builtin or reference) is traced and fused instead
-            and not torch.compiler.is_compiling() and available())
+            and _available())
 
 
 def op_args(spec: NormSpec, H: int) -> tuple:
@@ -113,8 +113,47 @@ def op_args(spec: NormSpec, H: int) -> tuple:
 
 
 def rownorm(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], args: tuple) -> Tensor:
-    """The fused op with `op_args`; call only when `supports(x, weight, bias)`."""
+    """The fused op with `op_args`; call only when `supports(x, weight, bias)`.  Under torch.compile
+    the traceable pair of ops (`_register_for_tracing`) instead of the one-node op."""
+    if torch.compiler.is_compiling():
+        return torch.ops.normexp_norms.rownorm_fwd(x, weight, bias, *args)[0]
     return torch.ops.normexp_norms.rownorm(x, weight, bias, *args)
+
+
+@torch.compiler.assume_constant_result
+def _available() -> bool:
+    """`available()`, a constant to torch.compile (which would otherwise trace into functools.cache)."""
+    return available()
+
+
+def _register_for_tracing() -> None:
+    """Fake implementations and the autograd formula of the C++ ops `rownorm_fwd` / `rownorm_bwd`, so that
+    torch.compile traces them as ops (the eager one-node `rownorm` keeps its autograd inside C++, which
+    fake tensors cannot run).  Once per process, after the library is loaded."""
+    fwd, bwd = "normexp_norms::rownorm_fwd", "normexp_norms::rownorm_bwd"
+
+    @torch.library.register_fake(fwd)
+    def _(x, weight, bias, m, center, divisor, eps, inside, C, k, mean_path, var_path):
+        return torch.empty_like(x), x.new_empty((x.numel() // x.shape[-1], 3))
+
+    @torch.library.register_fake(bwd)
+    def _(grad, x, stats, weight, has_bias, m, divisor, mean_path, var_path, C, k):
+        def like_weight(wanted):
+            return torch.empty_like(weight) if wanted and weight is not None else grad.new_empty(0)
+        return torch.empty_like(grad), like_weight(True), like_weight(has_bias)
+
+    def setup_context(ctx, inputs, output):
+        x, weight, bias, m, _center, divisor, _eps, _inside, C, k, mean_path, var_path = inputs
+        ctx.save_for_backward(x, output[1], weight)
+        ctx.args = (bias is not None, m, divisor, mean_path, var_path, C, k)
+
+    def backward(ctx, grad, _grad_stats):
+        x, stats, weight = ctx.saved_tensors
+        has_bias, *rest = ctx.args
+        dx, dw, db = torch.ops.normexp_norms.rownorm_bwd(grad, x, stats, weight, has_bias, *rest)
+        return dx, dw if weight is not None else None, db if has_bias and weight is not None else None, *[None] * 9
+
+    torch.library.register_autograd(fwd, backward, setup_context=setup_context)
 
 
 def normalize(x: Tensor, spec: NormSpec, weight: Optional[Tensor] = None,

@@ -7,6 +7,7 @@ from typing import Callable
 
 from torch import Tensor, nn
 
+from .dispatch import check_impl
 from .plugin import WIDTH_ATTR
 from .spec import resolve
 from .variants import NORM_TYPES, build_norm
@@ -84,8 +85,10 @@ def swap_norms(model: nn.Module, name: str, **options) -> int:
     variant's options decide everything.  A module registered at several places is replaced by one
     shared new module.  Returns the number of sites (parent attributes) replaced.
     """
+    impl = options.pop("impl", "auto")  # which implementation runs them (dispatch.py), not a statistic
     resolve(name, **options)  # fail on bad options before touching the model
-    return swap_norms_with(model, lambda width: build_norm(name, width, **options))
+    check_impl(impl)
+    return swap_norms_with(model, lambda width: build_norm(name, width, impl=impl, **options))
 
 
 def swap_norms_with(model: nn.Module, make: Callable[[int], nn.Module]) -> int:

@@ -6,7 +6,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from . import fast, reference
+from . import dispatch, fast, reference
 from .builtin import torch_kernel
 from .recent import DyT, ScaleNorm
 from .spec import NormSpec, resolve
@@ -16,6 +16,7 @@ class NoNorm(nn.Module):
     """`none`: the identity, the papers' "w/o Norm".  No parameters."""
 
     eps = None  # torch's TransformerEncoderLayer compares norm1.eps with norm2.eps
+    impl_ran = "torch"
 
     def __init__(self, dim: int, spec: Optional[NormSpec] = None):
         super().__init__()
@@ -34,16 +35,18 @@ class RowNorm(nn.Module):
     """Every row-wise variant: normalizes the last dimension of any (..., dim) input.
 
     The statistics and the gradient paths come from `spec` (see `spec.NormSpec`).  Gain is
-    initialised to ones and bias to zeros, as in all three papers.  CPU float32/float64 inputs use
-    the fused kernel (`fast`); elsewhere the variants whose formula is torch's use torch's kernel
-    (`builtin`), the others the torch-ops formula (`reference`).  All compute the same function and
-    the same gradient.
+    initialised to ones and bias to zeros, as in all three papers.  `impl` chooses the implementation
+    (dispatch.py): by default CPU float32/float64 inputs use the fused kernel (`fast`), CUDA inputs
+    torch's kernel where the formula is torch's (`builtin`) else the Triton kernels, and the rest the
+    torch-ops formula (`reference`).  All compute the same function and the same gradient.
+    `impl_ran` names the implementation of the latest call (None before the first).
     """
 
-    def __init__(self, dim: int, spec: NormSpec):
+    def __init__(self, dim: int, spec: NormSpec, impl: str = "auto"):
         super().__init__()
         spec.check_dim(dim)
-        self.spec, self.dim, self.eps = spec, dim, spec.eps
+        dispatch.check_impl(impl)
+        self.spec, self.dim, self.eps, self.impl, self.impl_ran = spec, dim, spec.eps, impl, None
         self.weight = nn.Parameter(torch.empty(dim)) if spec.gain else None
         self.bias = nn.Parameter(torch.empty(dim)) if spec.bias else None
         self._fused_args = fast.op_args(spec, dim)
@@ -60,12 +63,26 @@ class RowNorm(nn.Module):
         if x.shape[-1] != self.dim:
             raise ValueError(f"{self.spec.name} expects a last dimension of {self.dim}, got shape {tuple(x.shape)}")
         w, b = self.weight, self.bias  # read once: each parameter lookup costs about 1 us
-        if fast.supports(x, w, b):
+        impl = self.impl
+        if impl in ("auto", "fused_cpu") and fast.supports(x, w, b):
+            self._ran("fused_cpu")
             return fast.rownorm(x, w, b, self._fused_args)
         kernel = self._torch_kernels.get(x.device.type)
+        if impl == "triton" or (impl == "auto" and x.is_cuda and kernel is None and dispatch.triton_runs(x)):
+            if not dispatch.triton_runs(x):
+                raise RuntimeError(dispatch.why_not(impl, self.spec.name, x))
+            self._ran("triton")
+            return dispatch.triton_rownorm(x, w, b, self._fused_args)
+        if impl == "fused_cpu":
+            raise RuntimeError(dispatch.why_not(impl, self.spec.name, x))
+        self._ran("torch")
         if kernel is not None:
             return kernel(x, w, b)
         return reference.normalize(x, self.spec, w, b)
+
+    def _ran(self, impl: str) -> None:
+        if self.impl_ran != impl:  # a plain attribute: no nn.Module.__setattr__ on every call
+            self.impl_ran = impl
 
     def extra_repr(self) -> str:
         s = self.spec
@@ -77,6 +94,7 @@ class RowNorm(nn.Module):
         if s.p is not None:
             parts += [f"p={s.p:g}", f"m={s.stat_count(self.dim)}"]
         parts.append(f"affine=({'gain' if s.gain else ''}{'+bias' if s.bias else ''})" if s.gain or s.bias else "affine=none")
+        parts.append(f"impl={self.impl}")
         return ", ".join(parts)
 
 
@@ -89,6 +107,8 @@ class BatchNorm(nn.BatchNorm1d):
     Training normalizes with the biased batch variance (divisor B) by default, as torch and Ioffe & Szegedy's
     Algorithm 1 do; ``unbiased=True`` normalizes with the B - 1 divisor instead.  Either way the running variance
     is updated with the unbiased one, as torch does, so evaluation is the same function of the running statistics."""
+
+    impl_ran = "torch"
 
     def __init__(self, dim: int, spec: Optional[NormSpec] = None):
         spec = spec or NormSpec(name="batchnorm")
@@ -118,15 +138,12 @@ class BatchNorm(nn.BatchNorm1d):
 NORM_TYPES = (NoNorm, RowNorm, BatchNorm, DyT, ScaleNorm)
 
 
-def build_norm(name: str, dim: int, **options) -> nn.Module:
-    """The variant `name` for width `dim`.  Unknown names or invalid options raise ValueError."""
+def build_norm(name: str, dim: int, impl: str = "auto", **options) -> nn.Module:
+    """The variant `name` for width `dim`, run by `impl` ("auto", "fused_cpu", "triton" or "torch";
+    dispatch.py).  Unknown names, invalid options or an impl that cannot exist here raise ValueError.
+    `none`, `batchnorm`, `dyt` and `scalenorm` are torch modules whatever `impl` says (impl_ran "torch")."""
     spec = resolve(name, **options)
-    if name == "none":
-        return NoNorm(dim, spec)
-    if name == "batchnorm":
-        return BatchNorm(dim, spec)
-    if name == "dyt":
-        return DyT(dim, spec)
-    if name == "scalenorm":
-        return ScaleNorm(dim, spec)
-    return RowNorm(dim, spec)
+    if name in ("none", "batchnorm", "dyt", "scalenorm"):  # torch modules whatever impl says
+        dispatch.check_impl(impl)
+        return {"none": NoNorm, "batchnorm": BatchNorm, "dyt": DyT, "scalenorm": ScaleNorm}[name](dim, spec)
+    return RowNorm(dim, spec, impl)

@@ -302,6 +302,35 @@ Tensor rownorm(const Tensor& x, const std::optional<Tensor>& weight, const std::
   return shaped_as(y, x);
 }
 
+// The forward and backward kernels as two ops of their own, for torch.compile: with fake (meta)
+// implementations and a Python autograd formula registered in fast.py they trace into a graph,
+// which the one-node `rownorm` above (autograd inside C++) cannot.  Eager calls keep `rownorm`.  The forward
+// takes `rownorm`'s arguments (mean_path and var_path unused) so that the autograd formula sees them.
+std::tuple<Tensor, Tensor> rownorm_fwd(const Tensor& x, const std::optional<Tensor>& weight,
+                                       const std::optional<Tensor>& bias, int64_t m, bool center, double divisor,
+                                       double eps, bool inside, double C, double k, bool, bool) {
+  auto [y, st] = rownorm_forward(rows_of(x, x.size(-1)), contiguous_or_none(weight), contiguous_or_none(bias), m,
+                                 center, divisor, eps, inside, C, k);
+  return {shaped_as(y, x), st};
+}
+
+// dx, and the gain/bias gradients when a gain/bias is given (else empty tensors: an op returns no None).
+std::tuple<Tensor, Tensor, Tensor> rownorm_bwd(const Tensor& grad, const Tensor& x, const Tensor& st,
+                                               const std::optional<Tensor>& weight, bool has_bias, int64_t m,
+                                               double divisor, bool mean_path, bool var_path, double C, double k) {
+  const int64_t H = grad.size(-1);
+  const Tensor w = contiguous_or_none(weight);
+  Tensor dx, dw, db;
+  if (!mean_path && !var_path && k == 0.0 && !w.defined())
+    dx = scale_rows_backward(rows_of(grad, H), st);
+  else
+    std::tie(dx, dw, db) = rownorm_backward(rows_of(grad, H), rows_of(x, H), st, w, false, m, divisor, mean_path,
+                                            var_path, C, k, w.defined(), w.defined() && has_bias);
+  if (!dw.defined()) dw = at::empty({0}, grad.options());
+  if (!db.defined()) db = at::empty({0}, grad.options());
+  return {shaped_as(dx, grad), dw, db};
+}
+
 }  // namespace
 
 TORCH_LIBRARY(normexp_norms, lib) {
@@ -309,4 +338,10 @@ TORCH_LIBRARY(normexp_norms, lib) {
           "bool inside, float C, float k, bool mean_path, bool var_path) -> Tensor");
   // Autograd is handled inside (RowNormFn), so one kernel serves every dispatch key.
   lib.impl("rownorm", c10::DispatchKey::CompositeImplicitAutograd, TORCH_FN(rownorm));
+  lib.def("rownorm_fwd(Tensor x, Tensor? weight, Tensor? bias, int m, bool center, float divisor, float eps, "
+          "bool inside, float C, float k, bool mean_path, bool var_path) -> (Tensor, Tensor)");
+  lib.impl("rownorm_fwd", c10::DispatchKey::CPU, TORCH_FN(rownorm_fwd));
+  lib.def("rownorm_bwd(Tensor grad, Tensor x, Tensor stats, Tensor? weight, bool has_bias, int m, float divisor, "
+          "bool mean_path, bool var_path, float C, float k) -> (Tensor, Tensor, Tensor)");
+  lib.impl("rownorm_bwd", c10::DispatchKey::CPU, TORCH_FN(rownorm_bwd));
 }
