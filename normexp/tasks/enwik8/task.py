@@ -110,14 +110,14 @@ class Enwik8Task(Task):
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
         cfg, device = self.cfg, model_device(model)
-        total, count, mems = 0.0, 0, None
+        total, count, mems = torch.zeros((), dtype=torch.float64, device=device), 0, None  # read once, at the end
         with model.lengths(cfg.eval_mem_len, cfg.eval_clamp_len, cfg.eval_same_length):
             for inputs, targets in SegmentBatches(self.tokens[split], cfg.eval_batch_size, cfg.eval_tgt_len):
                 logits, mems = model(inputs.to(device).long(), mems)
                 targets = targets.to(device).long().flatten()
-                total += F.cross_entropy(logits.flatten(0, 1).float(), targets, reduction="sum").item()
+                total += F.cross_entropy(logits.flatten(0, 1).float(), targets, reduction="sum")
                 count += targets.numel()
-        loss = total / count
+        loss = float(total) / count
         return {"loss": loss, "bpc": loss / LN2}
 
     def describe(self) -> dict:
