@@ -1,4 +1,5 @@
-"""Data-parallel training under ``torchrun``: detected from the environment (RANK, WORLD_SIZE), as nanoGPT does.
+"""Data-parallel training under ``torchrun`` or a several-task submitit job: detected from the environment (RANK,
+WORLD_SIZE), as nanoGPT does.
 
 Each rank trains on every WORLD_SIZE-th batch of the task's one global order, so two ranks with batch B see exactly
 the examples one process sees with batch 2B, DDP averages their gradients and the batchnorm variant normalizes over
@@ -7,7 +8,9 @@ checkpoints and logs.
 """
 from __future__ import annotations
 
+import functools
 import os
+import re
 from typing import Iterable, Iterator
 
 import torch
@@ -18,11 +21,31 @@ from normexp.engine.sync_batchnorm import sync_batchnorms
 
 
 def world_size() -> int:
+    _adopt_submitit_tasks()
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def rank() -> int:
+    _adopt_submitit_tasks()
     return int(os.environ.get("RANK", "0"))
+
+
+@functools.cache
+def _adopt_submitit_tasks() -> None:
+    """One job spanning several tasks through submitit (the SLURM launcher's ``tasks_per_node``/``nodes``, or the local
+    executor): torch.distributed's variables from submitit's JobEnvironment, as torchrun would set them. Rank 0's host
+    is the rendezvous; the port is derived from the job id, so every task of the job picks the same one. Nothing
+    changes under torchrun (WORLD_SIZE already set) or outside submitit."""
+    if "WORLD_SIZE" in os.environ or not os.environ.get("SUBMITIT_EXECUTOR"):
+        return
+    import submitit
+
+    job = submitit.JobEnvironment()
+    if job.num_tasks <= 1:
+        return
+    digits = re.sub(r"\D", "", str(job.job_id)) or "0"
+    os.environ.update(RANK=str(job.global_rank), LOCAL_RANK=str(job.local_rank), WORLD_SIZE=str(job.num_tasks),
+                      MASTER_ADDR=job.hostnames[0], MASTER_PORT=str(20000 + int(digits) % 20000))
 
 
 def is_main() -> bool:
