@@ -47,6 +47,10 @@ def test_fp16_resume_mid_epoch_equals_uninterrupted(tmp_path):
     resumed = only_record(tmp_path / "killed")
     assert resumed["status"] == "completed"
     assert resumed["curves"] == straight["curves"] and resumed["test"] == straight["test"]  # bitwise
+    # the scaler continued where it stopped (a fresh one would count its growth interval from 0 again)
+    last = [torch.load(sorted(root.rglob("step-*.pt"))[-1], weights_only=True)["grad_scaler"]
+            for root in (tmp_path / "straight", tmp_path / "killed")]
+    assert last[0] == last[1] and last[0]["_growth_tracker"] == 48
 
 
 @pytest.mark.parametrize("name", ["layernorm", "layernorm_simple", "rmsnorm", "prmsnorm", "detachnorm", "adanorm",
