@@ -21,6 +21,8 @@ SMALL = ("task.train_size=600", "task.valid_size=300", "task.test_size=300", "tr
     (("trainer.device=gpu",), "trainer.device='gpu' is not valid: choose one of auto, cpu, cuda, cuda:N, mps"),
     (("trainer.resume=bogus",), "trainer.resume='bogus' is not valid: choose one of auto, never, restart"),
     (("optim.lr=-0.1",), "optim.lr=-0.1 is not valid: choose a value x with 0 < x"),
+    (("trainer.precision=fp8",), "trainer.precision='fp8' is not valid: choose one of fp32, tf32, bf16, fp16"),
+    (("norm.impl=cuda",), "norm.impl='cuda' is not valid: choose one of auto, fused_cpu, triton, torch"),
 ])
 def test_bad_values_are_refused_before_any_folder_or_record(tmp_path, overrides, message):
     out = tmp_path / "out"

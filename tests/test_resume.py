@@ -13,9 +13,9 @@ RUN = ("task.train_size=3000", "task.valid_size=500", "task.test_size=500", "tra
        "trainer.grad_stats=true", "trainer.log_every_steps=5")
 
 
-def start(out_root):
+def start(out_root, run=RUN):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "normexp.cli.train", *RUN, f"out_root={out_root}"], cwd=REPO, env=env,
+    return subprocess.Popen([sys.executable, "-m", "normexp.cli.train", *run, f"out_root={out_root}"], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

@@ -67,7 +67,7 @@ def test_speed_table_time_per_1k_steps_and_speedup_over_layernorm(tmp_path):
     assert rows["pRMSNorm"][0] == "90.0 (n=1) (+10.0%) / 225±1.63 (9.3%)"
     assert rows["Baseline (w/o Norm)"][0] == "70.0 (n=1) (+30.0%) [+1 failed] / 210±0.23"
     assert rows["RMSNorm"][1] == "– / –"
-    assert "Timed on host(s) testhost, trainer.device=cpu" in md
+    assert "Timed on host(s) testhost, trainer.device=cpu, trainer.precision=fp32" in md  # records without one: fp32
     assert ("- RMSNorm is faster than LayerNorm — holds on 1 of 1 columns run, not run on 7 (paper: holds on 1 of 1). "
             "En-De: holds (80.0 vs 100.0, p<0.001) [holds]; De-En: not run [–]") in md
     assert "| 4: Transformer base, TF zero, V100 (s / 1k steps) | 210±0.23 | 248±1.31 |" in md  # the paper's text

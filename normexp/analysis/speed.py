@@ -42,8 +42,11 @@ def speed_spec(spec: Any) -> Any:
 def speed_legend(cells: dict, baseline_label: Optional[str]) -> str:
     hosts = sorted({r.host for cell in cells.values() for r in cell.records})
     devices = sorted({str(r.config.get("trainer", {}).get("device", "?")) for cell in cells.values() for r in cell.records})
+    # runs recorded before trainer.precision existed ran in fp32
+    precisions = sorted({str(r.config.get("trainer", {}).get("precision", "fp32")) for cell in cells.values()
+                         for r in cell.records})
     against = f"(±x%): speed-up over {baseline_label}, 1 − t / t_{baseline_label}, as the RMSNorm paper reports it. " \
         if baseline_label else ""
     return (f"{against}Time: seconds per 1000 training steps (evaluation excluded). Timed on host(s) "
-            f"{', '.join(hosts) or '–'}, trainer.device={', '.join(devices) or '–'}; compare times only within one "
-            "machine.")
+            f"{', '.join(hosts) or '–'}, trainer.device={', '.join(devices) or '–'}, "
+            f"trainer.precision={', '.join(precisions) or '–'}; compare times only within one machine and precision.")

@@ -15,6 +15,7 @@ import math
 import re
 from typing import Any
 
+from normexp.engine.precision import PRECISIONS
 from normexp.models.fairseq_transformer import INITS
 from normexp.models.parser_mlp import ACTIVATIONS
 from normexp.norms import norm_factory
@@ -54,6 +55,7 @@ RULES: dict[str, Any] = {
     "trainer.checkpoint_every_steps": "0 <= x",
     "trainer.keep_checkpoints": "1 <= x",
     "trainer.resume": ("auto", "never", "restart"),
+    "trainer.precision": PRECISIONS,
     "trainer.average_last": "0 <= x",
     "norm.impl": IMPLS,
     # logger
@@ -75,6 +77,7 @@ RULES: dict[str, Any] = {
     "task.tgt_len": "1 <= x",
     "task.eval_tgt_len": "1 <= x",
     "task.eval_mem_len": "0 <= x",
+    "task.valid_tokens": "0 <= x",
     "task.bpe_merges": "0 <= x",
     "task.dict_threshold": "0 <= x",
     "task.max_tokens": "1 <= x",

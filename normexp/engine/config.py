@@ -36,6 +36,8 @@ class TrainerConfig:
     resume: str = "auto"  # auto: continue from the run dir's checkpoint if there is one | never
     grad_stats: bool = False  # record mean/var of dloss/dx at every norm input
     average_last: int = 0  # >0: test the average of the last N checkpoints' weights instead of the best (fairseq-style)
+    precision: str = "fp32"  # fp32 | tf32 (CUDA matmuls) | bf16 | fp16 (autocast; fp16 with a GradScaler): precision.py
+    compile: bool = False  # torch.compile the model the training loss runs through (evaluation stays eager)
 
 
 @dataclass

@@ -28,7 +28,8 @@ class GradStats:
 
     def _record(self, name: str, grad) -> None:
         g = grad.detach().float().flatten(0, -2) if grad.dim() > 1 else grad.detach().float()[None]
-        self.current[name] = {"mean": g.mean(-1).mean().item(), "var": g.var(-1, unbiased=False).mean().item()}
+        # device tensors: read once the step is over (Trainer.sync), so the backward pass never waits for the host
+        self.current[name] = {"mean": g.mean(-1).mean(), "var": g.var(-1, unbiased=False).mean()}
 
     def start_step(self, record: bool) -> None:
         self.active, self.current = record, {}
@@ -37,3 +38,10 @@ class GradStats:
         if not self.active or not self.current:
             return None
         return {"step": step, "sites": dict(self.current)}
+
+    @staticmethod
+    def read(entry: dict) -> dict:
+        """A collected entry with its device values read as floats."""
+        return {"step": entry["step"], "sites": {name: {k: float(v) for k, v in values.items()}
+                                                 for name, values in entry["sites"].items()}}
+

@@ -1,7 +1,9 @@
 """The one training loop. It knows a task only through the ``Task`` protocol and writes everything to a ``RunRecord``.
 
 Per update: loss and backward for each of ``update_freq`` consecutive batches (gradients accumulated, fairseq's
-``--update-freq``) → divergence check → clip → step → schedule. Valid is evaluated each epoch (or every
+``--update-freq``) → clip → step → schedule, in ``trainer.precision`` (precision.py). The hot loop never waits for the
+device: losses stay on it (meter.py) and are read, and divergence is checked, at log steps, validation, checkpoints
+and epoch ends. Valid is evaluated each epoch (or every
 ``eval_every_steps``), the best weights are kept, and test is run once at the end on the best weights. Checkpoints
 (``checkpoints.py``) make a killed run resumable; SIGTERM and SIGINT (Ctrl-C) checkpoint at that step before exiting
 (a second Ctrl-C stops at once). Epochs are numbered from 1 wherever a user sees them (record, logs, W&B).
@@ -13,7 +15,6 @@ import itertools
 import math
 import signal
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -25,13 +26,17 @@ from tqdm import tqdm
 from normexp.engine import distributed
 from normexp.engine.checkpoints import CheckpointDir, average_model_states, rng_state, set_rng_state
 from normexp.engine.grad_stats import GradStats
+from normexp.engine.meter import LossMeter, StepTimer
 from normexp.engine.optim import build_optimizer, build_scheduler
+from normexp.engine.precision import Precision
 from normexp.records import RunRecord
 from normexp.tasks.base import Task, move_to
 
 
 class Diverged(Exception):
-    pass
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step  # the update whose loss was bad
 
 
 class Interrupted(Exception):
@@ -66,8 +71,12 @@ class Trainer:
         self.is_main, self.world = distributed.is_main(), distributed.world_size()
         if cfg.update_freq < 1:
             raise ValueError(f"trainer.update_freq={cfg.update_freq} must be >= 1")
-        # the model the loss runs through: DDP-wrapped under torchrun (gradients averaged), the plain one otherwise
-        self.train_model = nn.parallel.DistributedDataParallel(model) if self.world > 1 else model
+        self.precision = Precision(cfg.precision, self.device)
+        record.extra.update(precision=cfg.precision, compiled=cfg.compile)  # the speed table shows them
+        # the model the loss runs through: DDP-wrapped under torchrun (gradients averaged), compiled if asked
+        self.train_model = distributed.wrap(model, self.device)
+        if cfg.compile:
+            self.train_model = torch.compile(self.train_model)
         self.grad_stats = GradStats(model, norm_sites or []) if cfg.grad_stats else None
         self.optimizer = build_optimizer(model, optim_cfg)
         self.clip_norm = optim_cfg.clip_norm
@@ -76,6 +85,8 @@ class Trainer:
         self.checkpoints = CheckpointDir(self.run_dir, max(cfg.keep_checkpoints, cfg.average_last))
         self.progress = Progress()
         self._signal: int | None = None  # SIGTERM or SIGINT, once one arrived
+        self.meter, self.timer = LossMeter(self.device, cfg.loss_ceiling), StepTimer(self.device)
+        self._pending_stats: list[dict] = []  # grad-stats entries whose device values are not read yet
 
     def _total_steps(self) -> int:
         if self.cfg.max_steps > 0:
@@ -91,6 +102,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": rng_state(),
+            "grad_scaler": self.precision.state_dict(),
             "progress": asdict(self.progress),
             "record": {k: getattr(self.record, k) for k in ("curves", "best_valid", "best_epoch", "best_step")},
             "grad_stats": self.record.extra.get("grad_stats"),  # trainer.grad_stats: the entries so far
@@ -105,7 +117,9 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
+        self.precision.load_state_dict(state.get("grad_scaler"))
         self.progress = Progress(**state["progress"])
+        self.meter = LossMeter(self.device, self.cfg.loss_ceiling, self.progress.epoch_loss_sum)
         for key, value in state["record"].items():
             setattr(self.record, key, value)
         if state.get("grad_stats") is not None:
@@ -113,6 +127,7 @@ class Trainer:
         return True
 
     def save_checkpoint(self) -> None:
+        self.sync()
         if not self.is_main:
             return
         self.checkpoints.save(self.progress.step, self.state())
@@ -122,12 +137,13 @@ class Trainer:
     def evaluate(self, split: str) -> dict[str, float]:
         self.model.eval()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), self.precision.autocast():
                 return self.task.evaluate(self.model, split)
         finally:
             self.model.train()
 
     def validate(self) -> None:
+        self.sync()
         p, task = self.progress, self.task
         metrics = self.evaluate("valid")
         if task.primary_metric not in metrics:
@@ -154,9 +170,9 @@ class Trainer:
         self.record.save(self.run_dir)
 
     # ---- the loop ---------------------------------------------------------------------------------------------------
-    def train_step(self, group: list[Any]) -> float:
+    def train_step(self, group: list[Any]) -> None:
         """One update from ``group`` (``update_freq`` batches, fewer at an epoch's end), as fairseq's --update-freq:
-        the gradient of the group's summed loss over its summed units. Returns the group's mean loss."""
+        the gradient of the group's summed loss over its summed units. The group's mean loss goes to the meter."""
         p, stats = self.progress, None
         if self.grad_stats:
             self.grad_stats.start_step(record=p.step % max(self.cfg.log_every_steps, 1) == 0)
@@ -166,35 +182,44 @@ class Trainer:
             # under DDP only the group's last backward all-reduces (the accumulated gradients)
             last = i == len(group) - 1
             with contextlib.nullcontext() if last or self.world == 1 else self.train_model.no_sync():
-                loss, n = self.task.loss(self.train_model, move_to(batch, self.device))
+                with self.precision.autocast():
+                    loss, n = self.task.loss(self.train_model, move_to(batch, self.device))
                 # A running mean: the gradient so far is that of the mean loss over `units` units; reweighting it and
                 # this batch's loss keeps it the mean over all `units + n`. The first batch's weight is exactly 1, so
                 # update_freq=1 runs the very operations it ran before accumulation existed.
                 weight = n / (units + n) if units else 1.0
                 if units:
-                    for param in self.model.parameters():
-                        if param.grad is not None:
-                            param.grad.mul_(units / (units + n))
-                (loss if weight == 1.0 else loss * weight).backward()
-            value, units = value + (loss.item() - value) * weight, units + n
+                    grads = [q.grad for q in self.model.parameters() if q.grad is not None]
+                    torch._foreach_mul_(grads, units / (units + n))
+                self.precision.backward(loss if weight == 1.0 else loss * weight)
+            value, units = value + (loss.detach().double() - value) * weight, units + n
             if self.grad_stats and i == 0:  # ∂ℓ/∂x of the first batch, whose gradient is not reweighted
                 stats = self.grad_stats.collect(p.step + 1)
                 self.grad_stats.start_step(record=False)
-        value = distributed.mean_across_ranks(value, self.device)
-        if not math.isfinite(value) or value > self.cfg.loss_ceiling:
-            raise Diverged(f"training loss {value} at step {p.step + 1} (ceiling {self.cfg.loss_ceiling})")
         if stats:
-            self.record.extra.setdefault("grad_stats", []).append(stats)
-        if self.clip_norm > 0:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
-        self.optimizer.step()
+            self._pending_stats.append(stats)
+        self.precision.step(self.optimizer, self.model.parameters(), self.clip_norm)
         self.scheduler.step()
         p.step += 1
         p.batch += len(group)
         p.units += units
         p.epoch_units += units
-        p.epoch_loss_sum += value * units
-        return value
+        self.meter.add(distributed.mean_across_ranks(value), units, p.step)
+
+    def sync(self) -> None:
+        """Reads what the device accumulated (the host waits here, and only here): raises Diverged for a bad loss,
+        brings the epoch's loss sum, the step times and the gradient statistics into the progress and the record."""
+        p = self.progress
+        bad = self.meter.divergence()
+        if bad is not None:
+            step, loss = bad
+            raise Diverged(f"training loss {loss} at step {step} (ceiling {self.cfg.loss_ceiling}), "
+                           f"seen at step {p.step}", step)
+        p.epoch_loss_sum = float(self.meter.epoch_loss_sum)
+        p.train_time_s += self.timer.drain()
+        if self._pending_stats:
+            self.record.extra.setdefault("grad_stats", []).extend(GradStats.read(e) for e in self._pending_stats)
+            self._pending_stats.clear()
 
     def done(self) -> bool:
         p, cfg = self.progress, self.cfg
@@ -210,7 +235,7 @@ class Trainer:
             while not self.done():
                 self._run_epoch()
         except Diverged as e:
-            self.record.status, self.record.diverged_at_step, self.record.error = "diverged", p.step + 1, str(e)
+            self.record.status, self.record.diverged_at_step, self.record.error = "diverged", e.step, str(e)
             self.flush_record()
             return self.record
         finally:
@@ -247,16 +272,17 @@ class Trainer:
         bar = tqdm(groups, total=-(-total // cfg.update_freq) if total is not None else None,
                    initial=p.batch // cfg.update_freq, disable=not (cfg.progress and self.is_main and _on_terminal()),
                    desc=f"epoch {p.epoch + 1}/{cfg.max_epochs}", leave=False, dynamic_ncols=True)
-        running = None
         for group in bar:
-            start = time.perf_counter()
-            value = self.train_step(group)
-            p.train_time_s += time.perf_counter() - start
-            running = value if running is None else 0.98 * running + 0.02 * value
-            bar.set_postfix(loss=f"{running:.4f}", refresh=False)
-            if cfg.log_every_steps and p.step % cfg.log_every_steps == 0:
-                self.logger.log({"train/loss": running, "train/lr": self.scheduler.get_last_lr()[0],
-                                 "train/steps_per_s": p.step / max(p.train_time_s, 1e-9)}, step=p.step)
+            self.timer.start()
+            self.train_step(group)
+            self.timer.stop()
+            if p.step % (cfg.log_every_steps or 1) == 0:  # log_every_steps=0: no logging, divergence checked per step
+                self.sync()
+                running = float(self.meter.running)
+                bar.set_postfix(loss=f"{running:.4f}", refresh=False)
+                if cfg.log_every_steps:
+                    self.logger.log({"train/loss": running, "train/lr": self.scheduler.get_last_lr()[0],
+                                     "train/steps_per_s": p.step / max(p.train_time_s, 1e-9)}, step=p.step)
             if cfg.eval_every_steps and p.step % cfg.eval_every_steps == 0:
                 self.validate()
                 self.save_checkpoint()
@@ -274,6 +300,7 @@ class Trainer:
 
     def _end_epoch(self) -> None:
         p, cfg = self.progress, self.cfg
+        self.sync()
         train_loss = p.epoch_loss_sum / max(p.epoch_units, 1)
         self.record.curves["train_loss"].append({"epoch": p.epoch + 1, "step": p.step, "loss": train_loss})
         self.logger.log({"train/epoch_loss": train_loss, "epoch": p.epoch + 1}, step=p.step)
@@ -281,6 +308,7 @@ class Trainer:
             self.validate()
         p.epoch += 1
         p.batch, p.epoch_loss_sum, p.epoch_units = 0, 0.0, 0
+        self.meter.epoch_loss_sum.zero_()
         self.record.epochs_done = p.epoch
         self.save_checkpoint()
 

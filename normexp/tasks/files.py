@@ -3,7 +3,9 @@
 Lookup order for a file ``relpath`` (e.g. ``mnist/t10k-labels-idx1-ubyte.gz``):
 1. ``$NORMEXP_DATA_ROOT/relpath`` (CI and the tests point this at their copy of the data),
 2. ``$NORMEXP_DOWNLOAD_DIR/relpath``, by default the checkout's ``data/`` (``~/.cache/normexp/data`` for a wheel),
-3. download from the spec's public URLs into that folder, verified before it is moved into place.
+3. download from the spec's public URLs (or, with ``$NORMEXP_MIRROR`` set, from ``$NORMEXP_MIRROR/relpath`` only: a
+   cluster without internet access serves a copy laid out as a data root) into that folder, verified before it is
+   moved into place; a failed or cut download leaves no file behind.
 Every file found or fetched is checked against its SHA-256 (of the file, or of its decompressed content for ``.gz``),
 on every run: the full checksum once, then, while the file keeps the size and mtime it had then, that stamp (kept under
 the cache dir). A file changed since (truncated, edited, replaced) is checksummed again and refused, naming it.
@@ -129,14 +131,15 @@ def fetch(spec: FileSpec) -> Path:
         if path.is_file():
             verify_stamped(path, spec)
             return path
-    if not spec.urls:
+    urls = source_urls(spec)
+    if not urls:
         raise DataError(
             f"data file {spec.relpath!r} not found under {', '.join(map(str, roots))}. {spec.note} "
             "Put it there (or set NORMEXP_DATA_ROOT to the folder that holds it)."
         )
     target = roots[-1] / spec.relpath
     errors = []
-    for url in spec.urls:
+    for url in urls:
         try:
             return _download(url, target, spec)
         except Exception as e:  # noqa: BLE001 - try the next mirror, report all failures together
@@ -148,12 +151,24 @@ def fetch(spec: FileSpec) -> Path:
     )
 
 
+def source_urls(spec: FileSpec) -> tuple[str, ...]:
+    """Where ``spec``'s file is downloaded from: the mirror when ``$NORMEXP_MIRROR`` is set, else its public URLs."""
+    mirror = os.environ.get("NORMEXP_MIRROR", "").strip()
+    return (f"{mirror.rstrip('/')}/{spec.relpath}",) if mirror else spec.urls
+
+
 def _download(url: str, target: Path, spec: FileSpec) -> Path:
-    # only a verified file ever appears under its real name
+    # only a complete, verified file ever appears under its real name; concurrent downloads each write a private
+    # temp file and the last rename wins with identical bytes
     with atomic_path(target, suffix=".part") as tmp:
+        size = 0
         with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+            expected = response.headers.get("Content-Length")
             for chunk in iter(lambda: response.read(1 << 20), b""):
                 out.write(chunk)
+                size += len(chunk)
+        if expected is not None and size != int(expected):
+            raise DataError(f"the connection dropped after {size} of {expected} bytes")
         verify(tmp, spec)
     return target
 

@@ -149,6 +149,19 @@ def test_bpc_is_loss_over_ln2(wiki_file):
     assert uniform["bpc"] == pytest.approx(math.log2(len(task.vocab)), rel=1e-6)
 
 
+def test_validation_takes_the_training_settings_on_a_slice_and_the_final_evaluation_the_eval_settings(wiki_file):
+    task = make_task(wiki_file, valid_tokens=300)
+    torch.manual_seed(1)
+    model = task.build_model(norm_factory(NormConfig(name="layernorm"))).eval()
+    quick, final = task.evaluate(model, "valid"), task.evaluate(model, "test")
+    cfg = task.cfg
+    assert quick == task._bpc(model, task.tokens["valid"][:300], cfg.eval_batch_size, cfg.tgt_len)
+    with model.lengths(cfg.eval_mem_len, cfg.eval_clamp_len, cfg.eval_same_length):
+        valid = task._bpc(model, task.tokens["valid"], cfg.eval_batch_size, cfg.eval_tgt_len)
+        test = task._bpc(model, task.tokens["test"], cfg.eval_batch_size, cfg.eval_tgt_len)
+    assert final == {**test, "valid_loss": valid["loss"], "valid_bpc": valid["bpc"]} and quick["bpc"] != valid["bpc"]
+
+
 def test_bad_options_are_refused_with_the_fix(wiki_file, tmp_path):
     with pytest.raises(ValueError, match="task.batch_size=0"):
         make_task(wiki_file, batch_size=0)

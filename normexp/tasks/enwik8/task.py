@@ -5,8 +5,11 @@ Data: enwik8 split 90M/5M/5M bytes as Transformer-XL prepares it (``enwik8_data.
 Batching is Transformer-XL's ``LMOrderedIterator``: each split is cut into ``batch_size`` contiguous streams, read
 ``tgt_len`` tokens at a time in order. Training carries the memory from one batch to the next inside ``loss()`` and
 starts each epoch with none. A run resumed mid-epoch restarts with an empty memory too (memory is not checkpointed).
-Evaluation (valid and test alike) is upstream's ``eval.py`` setting: ``eval_tgt_len`` / ``eval_mem_len`` /
-``eval_clamp_len`` / ``eval_same_length`` over ``eval_batch_size`` streams; bpc = mean cross-entropy / ln 2.
+Validation during training uses the training settings (``tgt_len``, the model's memory and clamp) on the first
+``valid_tokens`` tokens of valid: cheap enough to run often, and the same slice every time. The final evaluation (the
+trainer's "test", once, on the best weights) is upstream's ``eval.py`` setting — ``eval_tgt_len`` / ``eval_mem_len``
+/ ``eval_clamp_len`` / ``eval_same_length`` over ``eval_batch_size`` streams — on all of test (``bpc``) and all of
+valid (``valid_bpc``); bpc = mean cross-entropy / ln 2.
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ class Enwik8Config:
     eval_mem_len: int = 2100
     eval_clamp_len: int = 820  # <= 0: no clamping
     eval_same_length: bool = True
+    valid_tokens: int = 1_000_000  # validation during training: this many leading valid tokens (0: all of valid)
 
 
 class SegmentBatches:
@@ -109,15 +113,25 @@ class Enwik8Task(Task):
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
-        cfg, device = self.cfg, model_device(model)
-        total, count, mems = 0.0, 0, None
+        cfg = self.cfg
+        if split == "valid":  # during training: the training settings on a fixed slice
+            tokens = self.tokens["valid"][: cfg.valid_tokens] if cfg.valid_tokens > 0 else self.tokens["valid"]
+            return self._bpc(model, tokens, cfg.eval_batch_size, cfg.tgt_len)
         with model.lengths(cfg.eval_mem_len, cfg.eval_clamp_len, cfg.eval_same_length):
-            for inputs, targets in SegmentBatches(self.tokens[split], cfg.eval_batch_size, cfg.eval_tgt_len):
-                logits, mems = model(inputs.to(device).long(), mems)
-                targets = targets.to(device).long().flatten()
-                total += F.cross_entropy(logits.flatten(0, 1).float(), targets, reduction="sum").item()
-                count += targets.numel()
-        loss = total / count
+            valid = self._bpc(model, self.tokens["valid"], cfg.eval_batch_size, cfg.eval_tgt_len)
+            test = self._bpc(model, self.tokens[split], cfg.eval_batch_size, cfg.eval_tgt_len)
+        return {**test, "valid_loss": valid["loss"], "valid_bpc": valid["bpc"]}
+
+    @staticmethod
+    def _bpc(model: nn.Module, tokens: torch.Tensor, batch_size: int, tgt_len: int) -> dict[str, float]:
+        device = model_device(model)
+        total, count, mems = torch.zeros((), dtype=torch.float64, device=device), 0, None  # read once, at the end
+        for inputs, targets in SegmentBatches(tokens, batch_size, tgt_len):
+            logits, mems = model(inputs.to(device).long(), mems)
+            targets = targets.to(device).long().flatten()
+            total += F.cross_entropy(logits.flatten(0, 1).float(), targets, reduction="sum")
+            count += targets.numel()
+        loss = float(total) / count
         return {"loss": loss, "bpc": loss / LN2}
 
     def describe(self) -> dict:

@@ -149,10 +149,11 @@ class ParsingTask(Task):
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
         device = model_device(model)
-        total, count = 0.0, 0
+        total, count = torch.zeros((), dtype=torch.float64, device=device), 0  # read once, at the end
         for features, gold in sequential_batches(self.examples[split], self.cfg.eval_batch_size):
-            total += F.cross_entropy(model(features.to(device)), gold.to(device), reduction="sum").item()
+            total += F.cross_entropy(model(features.to(device)).float(), gold.to(device), reduction="sum")
             count += len(gold)
+        total = float(total)
         sentences, parses = self.sentences[split], self.parse(model, split)
         gold_labels = [s.labels for s in sentences] if self.labeled else None
         pred_labels = [[self.labels[lab] for lab in c.labels[1:]] for c in parses] if self.labeled else None

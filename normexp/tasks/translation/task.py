@@ -90,7 +90,7 @@ class TranslationTask(Task):
 
     def loss(self, model: nn.Module, batch) -> tuple[torch.Tensor, int]:
         """Label-smoothed loss per target token of one batch (``--update-freq`` is the trainer's ``update_freq``)."""
-        model = _Model(model) if isinstance(model, nn.parallel.DistributedDataParallel) else model
+        model = _Model(model) if model is not _unwrapped(model) else model
         loss, tokens, _ = self.criterion(model, batch)
         return loss / tokens, tokens
 
@@ -124,10 +124,12 @@ class TranslationTask(Task):
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
         device = model_device(model)
-        loss = nll = tokens = 0.0
+        sums, tokens = torch.zeros(2, dtype=torch.float64, device=device), 0  # loss, nll: read once, at the end
         for sample in self._eval_batches(split, self.cfg.max_tokens, None):
             value, size, logged = self.criterion(model, move_to(sample, device))
-            loss, nll, tokens = loss + value.item(), nll + float(logged["nll_loss"]), tokens + size
+            sums += torch.stack([value.detach(), logged["nll_loss"]]).double()
+            tokens += size
+        loss, nll = sums.tolist()
         metrics = {"loss": loss / tokens, "nll_loss": nll / tokens, "ppl": math.exp(min(nll / tokens, 50.0))}
         if split == "test" or self.cfg.valid_bleu:
             metrics.update(self.bleu(model, split))
@@ -179,15 +181,22 @@ class TranslationTask(Task):
         }
 
 
-class _Model:
-    """A DDP-wrapped fairseq model as fairseq's criterion needs it: forward through DDP (gradients synchronised),
-    everything else (``get_normalized_probs``, ``get_targets``) from the wrapped model."""
+def _unwrapped(model: nn.Module) -> nn.Module:
+    """The fairseq model inside DDP and torch.compile wrappers."""
+    while isinstance(model, nn.parallel.DistributedDataParallel) or hasattr(model, "_orig_mod"):
+        model = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model._orig_mod
+    return model
 
-    def __init__(self, ddp: nn.parallel.DistributedDataParallel):
-        self.ddp = ddp
+
+class _Model:
+    """A wrapped (DDP, compiled) fairseq model as fairseq's criterion needs it: forward through the wrapper (gradients
+    synchronised, compiled code), everything else (``get_normalized_probs``, ``get_targets``) from the model."""
+
+    def __init__(self, wrapped: nn.Module):
+        self.wrapped, self.model = wrapped, _unwrapped(wrapped)
 
     def __call__(self, *args, **kwargs):
-        return self.ddp(*args, **kwargs)
+        return self.wrapped(*args, **kwargs)
 
     def __getattr__(self, name: str):
-        return getattr(self.ddp.module, name)
+        return getattr(self.model, name)
