@@ -23,9 +23,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from normexp.norms import VARIANTS, build_norm, reference
+from normexp.norms import VARIANTS, build_norm, reference, resolve
 
-ROWWISE = [v for v in VARIANTS if v not in ("none", "batchnorm")]
+ROWWISE = [v for v in VARIANTS if resolve(v).rowwise]  # not none, batchnorm, dyt, scalenorm
 SHAPES = [(16384, 512), (8192, 1024), (2048, 4096), (336, 25088)]
 DTYPES = ("float32", "bfloat16")
 TARGET, LIGER_TARGET = 1.15, 1.0

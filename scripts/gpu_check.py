@@ -1,13 +1,19 @@
 """One prepared check of a CUDA machine (under 8 minutes on one GPU), writing JSON:
 
-1. ``norms``: every norm variant on the device, float32 and bfloat16, forward and backward against the reference
-   formula computed in float64 (max abs error, pass/fail);
+1. ``norms``: every norm variant on the device, float32 and bfloat16, each implementation that can run there
+   (``impl`` = triton, torch and auto on CUDA; auto on CPU), forward and backward against the reference formula
+   computed in float64 (max abs error, pass/fail, the implementation that ran);
 2. ``norm_timings``: forward+backward ms of every variant against ``F.layer_norm``, ``F.rms_norm`` and
    ``torch.compile`` of our reference LayerNorm formula;
 3. ``steps``: ms per update (50 updates after 3 warm-up) of the IWSLT, WMT big and Transformer-XL models of the
    AdaNorm presets (``experiment=adanorm/...``) at each ``trainer.precision``, on the small data of the tiny presets;
 4. ``ddp``: one update of 2 processes (NCCL on 2+ GPUs, else gloo on CPU) with the batchnorm variant, both ranks
-   ending with the same weights.
+   ending with the same weights;
+5. ``norm_kernels`` (CUDA only): scripts/bench_norms_cuda.py's table (every row-wise variant x impl against
+   F.layer_norm, F.rms_norm, at H = 512 ... 25088, float32 and bfloat16; error of our kernels in float32);
+6. ``compiled_step`` (CUDA only): the IWSLT preset's update at bf16 with ``trainer.compile=true``.
+
+The JSON is rewritten after each section, so a run stopped early keeps what it measured.
 
     python scripts/gpu_check.py --out gpu_check.json                 # on the GPU machine (data: NORMEXP_DATA_ROOT)
     python scripts/gpu_check.py --device cpu --out /tmp/check.json   # small sizes, the tiny models, 1 timed update: CI
@@ -60,33 +66,47 @@ def timed(fn, device: torch.device, repeats: int) -> float:
 
 
 def check_norms(device: torch.device, rows: int, dim: int) -> list[dict]:
+    from normexp.norms import resolve
+
+    out = []
+    impls = ("auto", "triton", "torch") if device.type == "cuda" else ("auto",)
+    for name, dtype, impl in itertools.product(NORMS, (torch.float32, torch.bfloat16), impls):
+        if impl == "triton" and not resolve(name).rowwise:
+            continue  # torch modules under any impl
+        try:
+            out.append(_check_norm(name, dtype, impl, device, rows, dim))
+        except Exception as e:  # a check reports every case; one that raises is a failed case, named
+            out.append({"norm": name, "dtype": str(dtype).removeprefix("torch."), "impl": impl, "ok": False,
+                        "error": f"{type(e).__name__}: {e}"[:500]})
+            print(f"norm {name} {dtype} impl={impl}: {out[-1]['error']}", flush=True)
+    return out
+
+
+def _check_norm(name: str, dtype: torch.dtype, impl: str, device: torch.device, rows: int, dim: int) -> dict:
     from normexp.norms import build_norm
     from normexp.norms.reference import normalize
 
-    out = []
-    for name in NORMS:
-        for dtype in (torch.float32, torch.bfloat16):
-            torch.manual_seed(0)
-            norm = build_norm(name, dim).to(device)
-            x = (torch.randn(rows, dim, device=device) * 2 + 1).to(dtype).requires_grad_()
-            g = torch.randn(rows, dim, device=device).to(dtype)
-            y = norm(x)
-            (dx,) = torch.autograd.grad(y, x, g)
-            x64 = x.detach().double().requires_grad_()
-            if name == "batchnorm":
-                y64 = F.batch_norm(x64, None, None, norm.weight.double(), norm.bias.double(), True, 0.0, norm.eps)
-            elif name == "none":
-                y64 = x64 * 1
-            else:
-                w = norm.weight.double() if norm.weight is not None else None
-                b = norm.bias.double() if norm.bias is not None else None
-                y64 = normalize(x64, norm.spec, w, b)
-            (dx64,) = torch.autograd.grad(y64, x64, g.double())
-            err = max((y.double() - y64).abs().max().item(), (dx.double() - dx64).abs().max().item() / max(
-                dx64.abs().max().item(), 1.0))
-            out.append({"norm": name, "dtype": str(dtype).removeprefix("torch."), "max_error": err,
-                        "ok": err <= TOLERANCE[dtype] * (8 if dtype == torch.bfloat16 else 1)})
-    return out
+    torch.manual_seed(0)
+    norm = build_norm(name, dim, impl=impl).to(device)
+    x = (torch.randn(rows, dim, device=device) * 2 + 1).to(dtype).requires_grad_()
+    g = torch.randn(rows, dim, device=device).to(dtype)
+    y = norm(x)
+    (dx,) = torch.autograd.grad(y, x, g)
+    x64 = x.detach().double().requires_grad_()
+    if name == "batchnorm":
+        y64 = F.batch_norm(x64, None, None, norm.weight.double(), norm.bias.double(), True, 0.0, norm.eps)
+    elif name == "none":
+        y64 = x64 * 1
+    else:
+        w = norm.weight.double() if norm.weight is not None else None
+        b = norm.bias.double() if norm.bias is not None else None
+        y64 = normalize(x64, norm.spec, w, b)
+    (dx64,) = torch.autograd.grad(y64, x64, g.double())
+    err = max((y.double() - y64).abs().max().item(), (dx.double() - dx64).abs().max().item() / max(
+        dx64.abs().max().item(), 1.0))
+    return {"norm": name, "dtype": str(dtype).removeprefix("torch."), "impl": impl,
+            "ran": getattr(norm, "impl_ran", "torch"), "max_error": err,
+            "ok": err <= TOLERANCE[dtype] * (8 if dtype == torch.bfloat16 else 1)}
 
 
 def norm_timings(device: torch.device, rows: int, dim: int, repeats: int) -> list[dict]:
@@ -135,15 +155,17 @@ def compose(preset: str, device: torch.device, small: bool):
     return OmegaConf.to_object(cfg)
 
 
-def step_timings(device: torch.device, steps: int, small: bool, tmp: Path) -> list[dict]:
+def step_timings(device: torch.device, steps: int, small: bool, tmp: Path, presets=tuple(PRESETS),
+                 precisions=None, compile: bool = False) -> list[dict]:
     from normexp.engine.job import build
     from normexp.engine.loggers import ConsoleLogger
     from normexp.engine.trainer import Trainer
     from normexp.records import RunRecord
 
     out = []
-    precisions = ["fp32", "bf16", "fp16"] + (["tf32"] if device.type == "cuda" else [])
-    for preset, label in PRESETS.items():
+    precisions = precisions or ["fp32", "bf16", "fp16"] + (["tf32"] if device.type == "cuda" else [])
+    for preset in presets:
+        label = PRESETS[preset]
         objects = compose(preset, device, small)
         torch.manual_seed(1)
         record = RunRecord(task=preset, model="m", norm="layernorm", seed=1, name="gpu_check", profile="check",
@@ -155,7 +177,7 @@ def step_timings(device: torch.device, steps: int, small: bool, tmp: Path) -> li
         groups = [[next(batches)] for _ in range(steps + warmup)]
         for precision in precisions:
             model.load_state_dict(initial)
-            cfg = dataclasses.replace(objects.trainer, precision=precision, update_freq=1)
+            cfg = dataclasses.replace(objects.trainer, precision=precision, update_freq=1, compile=compile)
             trainer = Trainer(task, model, objects.optim, cfg, tmp / preset / precision, record, ConsoleLogger())
             for group in groups[:warmup]:
                 trainer.train_step(group)
@@ -169,7 +191,8 @@ def step_timings(device: torch.device, steps: int, small: bool, tmp: Path) -> li
             if device.type == "cuda":
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - started
-            out.append({"preset": f"adanorm/{preset}", "model": label, "precision": precision, "updates": steps,
+            out.append({"preset": f"adanorm/{preset}", "model": label, "precision": precision, "compiled": compile,
+                        "updates": steps,
                         "ms_per_update": round(1000 * seconds / steps, 2),
                         "units_per_s": round((trainer.progress.units - units) / seconds, 1),
                         "loss": float(trainer.meter.running),
@@ -229,14 +252,39 @@ def main() -> None:
     started = time.perf_counter()
     result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "torch": torch.__version__, "small": small}
-    result["norms"] = check_norms(device, rows // 16, dim)
+
+    def save(section: str, value) -> None:  # after each section: a run stopped early keeps what it measured
+        if callable(value):  # a section that raises is recorded as such; the next ones still run
+            try:
+                value = value()
+            except Exception as e:
+                import traceback
+
+                traceback.print_exc()
+                value = {"ok": False, "error": f"{type(e).__name__}: {e}"[:2000]}
+        result[section] = value
+        result["seconds"] = round(time.perf_counter() - started, 1)
+        Path(a.out).write_text(json.dumps(result, indent=1))
+
+    save("norms", lambda: check_norms(device, rows // 16, dim))
     print(f"norms: {sum(r['ok'] for r in result['norms'])}/{len(result['norms'])} ok", flush=True)
-    result["norm_timings"] = norm_timings(device, rows, dim, 20 if not small else 3)
-    result["steps"] = step_timings(device, steps, small, tmp)
-    result["ddp"] = ddp_step(device, tmp)
-    result["seconds"] = round(time.perf_counter() - started, 1)
-    result["ok"] = all(r["ok"] for r in result["norms"]) and result["ddp"]["ok"]
-    Path(a.out).write_text(json.dumps(result, indent=1))
+    save("norm_timings", lambda: norm_timings(device, rows, dim, 20 if not small else 3))
+    save("steps", lambda: step_timings(device, steps, small, tmp))
+    save("ddp", lambda: ddp_step(device, tmp))
+    if device.type == "cuda":  # the kernels' own benchmark has a CPU test under the interpreter
+        sys.path.insert(0, str(REPO / "scripts"))
+        from bench_norms_cuda import bench_cuda
+
+        save("norm_kernels", lambda: bench_cuda(device=str(device), with_compile=False))
+        save("compiled_step", lambda: step_timings(device, steps, small, tmp, presets=["iwslt14_deen"],
+                                                   precisions=["bf16"], compile=True))
+    failed = [k for k, v in result.items() if isinstance(v, dict) and v.get("ok") is False]
+    failed += [f"norms: {r['norm']} {r['dtype']} impl={r['impl']}" for r in result["norms"] if not r["ok"]] \
+        if isinstance(result["norms"], list) else []
+    failed += [f"norm_kernels: {r['name']} {r['impl']} {r['dtype']} {r['rows']}x{r['H']} err {r['err']:.1e}"
+               for r in result.get("norm_kernels", []) if isinstance(r, dict) and (r.get("err") or 0) > 1e-3]
+    save("failed", failed)
+    save("ok", not failed)
     print(f"wrote {a.out}: ok={result['ok']} in {result['seconds']} s")
     sys.exit(0 if result["ok"] else 1)
 

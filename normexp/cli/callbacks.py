@@ -12,6 +12,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from normexp.cli.checks import ConfigError, check_config
+from normexp.engine.distributed import is_main
 
 # Where each job of a sweep leaves its outcome (one small JSON file per job) for the sweep's summary. Set by
 # ``on_multirun_start`` in the environment, so that jobs in other processes (joblib, submitit, SLURM) find it too.
@@ -88,6 +89,8 @@ class OutputDirCheck(Callback):
         folder = Path(os.environ.pop(OUTCOMES_ENV, ""))
         outcomes = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
         shutil.rmtree(folder, ignore_errors=True)  # read once; the records stay the truth
+        if not is_main():  # under torchrun every rank runs the sweep; rank 0 alone writes records and judges them
+            return
         failed = [o for o in outcomes if o["status"] not in ("completed", "diverged")]
         missing = (self._jobs or 0) - len(outcomes)
         lines = [f"sweep: {len(outcomes) - len(failed)} jobs completed or diverged, {len(failed)} failed"

@@ -24,6 +24,7 @@ from normexp.atomic import atomic_write_text
 from normexp.cli.callbacks import OUTCOMES_ENV, job_config
 from normexp.cli.checks import check_config
 from normexp.cli.config import register_configs
+from normexp.engine.distributed import is_main
 from normexp.engine.job import JobFailed, run_job
 from normexp.engine.trainer import Interrupted
 from normexp.records import RunRecord
@@ -73,7 +74,7 @@ def run(cfg: DictConfig, run_dir: Path) -> RunRecord:
 
 def report_outcome(run_dir: Path, status: str, error: str | None) -> None:
     """In a sweep: leaves this job's outcome where the sweep's summary (``callbacks.OutputDirCheck``) reads it."""
-    if folder := os.environ.get(OUTCOMES_ENV):
+    if (folder := os.environ.get(OUTCOMES_ENV)) and is_main():
         job = HydraConfig.get().job
         name = f"{job.get('num', 0):05d}-{os.getpid()}.json"
         atomic_write_text(Path(folder) / name, json.dumps({"run_dir": str(run_dir), "status": status, "error": error}))

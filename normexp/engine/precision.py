@@ -33,6 +33,11 @@ class Precision:
         self.scaler = torch.amp.GradScaler(device.type) if name == "fp16" else None
         if device.type == "cuda":  # process-wide switches: set for this run's precision either way
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = name == "tf32"
+            # torch 2.11 sends masked bf16/fp16 attention (fairseq's MultiheadAttention) to cuDNN first, and cuDNN
+            # builds a plan for every new (batch, length) shape: the IWSLT preset's bf16 update took 588 ms against
+            # 60 ms in fp32 on an H200, of which 11 ms on the GPU (scripts/profile_step.py, 2026-12-04). The flash and
+            # memory-efficient kernels need no plan. (Known upstream: modelscope/FunASR#3704.)
+            torch.backends.cuda.enable_cudnn_sdp(False)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The context the forward passes (training loss and evaluation) run in."""

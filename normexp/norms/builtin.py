@@ -22,12 +22,20 @@ from .spec import NormSpec
 Kernel = Callable[[Tensor, Optional[Tensor], Optional[Tensor]], Tensor]
 
 
+def _like(p: Optional[Tensor], x: Tensor) -> Optional[Tensor]:
+    # float32 gain/bias on a bfloat16/float16 input (a model outside autocast): torch's CUDA kernels refuse mixed
+    # dtypes ("expected scalar type BFloat16 but found Float", seen on an H200); the output keeps x's dtype, as the
+    # Triton and C++ kernels' does. Statistics stay in float32 inside the kernel either way.
+    return p if p is None or p.dtype == x.dtype else p.to(x.dtype)
+
+
 def _layer_norm(x: Tensor, w: Optional[Tensor], b: Optional[Tensor], *, dim: int, eps: float) -> Tensor:
-    return F.layer_norm(x, (dim,), w, b, eps)
+    return F.layer_norm(x, (dim,), _like(w, x), _like(b, x), eps)
 
 
 def _rms_norm(x: Tensor, w: Optional[Tensor], b: Optional[Tensor], *, dim: int, eps: float) -> Tensor:
-    y = F.rms_norm(x, (dim,), w, eps)
+    b = _like(b, x)
+    y = F.rms_norm(x, (dim,), _like(w, x), eps)
     return y if b is None else y + b
 
 

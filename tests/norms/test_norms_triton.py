@@ -16,7 +16,7 @@ import torch  # noqa: E402
 from normexp.norms import VARIANTS, build_norm, reference, resolve  # noqa: E402
 from normexp.norms import triton_rownorm as tr  # noqa: E402
 
-ROWWISE = [v for v in VARIANTS if v not in ("none", "batchnorm")]
+ROWWISE = [v for v in VARIANTS if resolve(v).rowwise]  # not none, batchnorm, dyt, scalenorm
 # (shape, max_block): one block (33 of 64 lanes), 11 rows over 4 backward programs (3, 3, 3, 2), leading dims,
 # and rows looped over blocks: 130 = 2 * 64 + 2 and 17 = 16 + 1 (just past a boundary), 64 = 4 * 16 exactly.
 SHAPES = [((11, 33), tr.MAX_BLOCK), ((2, 3, 130), 64), ((5, 17), 16), ((4, 64), 16)]
