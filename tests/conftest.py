@@ -7,7 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+# Triton's interpreter runs the GPU kernels on CPU tensors (tests/norms/test_norms_triton.py). It must be on before
+# triton is first imported by anything (a test module collected earlier, torch.compile): set later, the kernels'
+# nested @triton.jit helpers refuse to run ("Cannot call @triton.jit'd outside of the scope of a kernel"). It changes
+# nothing else: impl=auto never picks Triton for a CPU tensor.
+os.environ["TRITON_INTERPRET"] = "1"
+
+import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
