@@ -42,6 +42,7 @@ NORMS = ["none", "layernorm", "layernorm_simple", "rmsnorm", "prmsnorm", "detach
          "adanorm", "batchnorm"]
 PRESETS = {"iwslt14_deen": "IWSLT14 De-En", "wmt14_ende": "WMT14 En-De big", "enwik8": "Transformer-XL enwik8"}
 DATA_KEYS = ("train", "valid", "test", "bpe_codes", "bpe_merges", "data_file")  # from the tiny presets: small data
+DDP_TIMEOUT_S = 120
 TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 6e-2}
 
 
@@ -202,6 +203,9 @@ def step_timings(device: torch.device, steps: int, small: bool, tmp: Path, prese
 
 
 def _ddp_rank(rank: int, port: int, use_cuda: bool, out: str) -> None:
+    import faulthandler
+
+    faulthandler.dump_traceback_later(DDP_TIMEOUT_S, exit=True)  # a hung rank prints where it hangs, then exits
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     from normexp.engine import distributed
@@ -222,6 +226,7 @@ def _ddp_rank(rank: int, port: int, use_cuda: bool, out: str) -> None:
 
     ms = timed(step, device, 10)
     torch.save({"ms": ms, "state": {k: v.cpu() for k, v in model.state_dict().items()}}, Path(out) / f"{rank}.pt")
+    torch.distributed.barrier()  # neither rank tears the group down while the other still uses it
     torch.distributed.destroy_process_group()
 
 
