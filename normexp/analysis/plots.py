@@ -57,9 +57,11 @@ def _save(fig: Figure, stem: Path) -> dict[str, Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
     paths = {}
+    # No creation date in the PDF: the same records give the same bytes, so a rebuilt committed figure is no diff.
+    metadata = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None}}
     for ext in ("png", "pdf"):
         paths[f"plots/{stem.name}.{ext}"] = stem.parent / f"{stem.name}.{ext}"
-        fig.savefig(paths[f"plots/{stem.name}.{ext}"], dpi=120)
+        fig.savefig(paths[f"plots/{stem.name}.{ext}"], dpi=120, metadata=metadata[ext])
     return paths
 
 
