@@ -23,6 +23,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from bench_norms import max_rel_err  # the same error measure as the CPU benchmark (scripts/ is on sys.path)
 from normexp.norms import VARIANTS, build_norm, reference, resolve
 
 ROWWISE = [v for v in VARIANTS if resolve(v).rowwise]  # not none, batchnorm, dyt, scalenorm
@@ -67,21 +68,6 @@ def _liger(H, device, dtype):
     except Exception as exc:
         print(f"liger_kernel installed but not usable here: {exc!r}")
         return {}
-
-
-def _error(module, x, g) -> float:
-    """Max over output and gradients of |module - formula in float64| / max |formula|."""
-    params = list(module.parameters())
-    xa = x.detach().requires_grad_()
-    got = [module(xa)]
-    got += torch.autograd.grad(got[0], [xa, *params], g)
-    xd = x.detach().double().requires_grad_()
-    pd = [p.detach().double().requires_grad_() for p in params]
-    spec = module.spec
-    want = [reference.normalize(xd, spec, pd[0] if spec.gain else None, pd[-1] if spec.bias else None)]
-    want += torch.autograd.grad(want[0], [xd, *pd], g.double())
-    return max(float((a.detach().double() - e.detach()).abs().max() / e.detach().abs().max())
-               for a, e in zip(got, want))
 
 
 def _candidates(R, H, device, dtype, with_compile):
@@ -131,7 +117,7 @@ def bench_cuda(shapes=SHAPES, dtypes=DTYPES, device="cuda", with_compile=True) -
             print(f"{'variant':18s} {'impl':24s} {'ms':>8s} {'ratio':>6s} {'err':>8s}  target")
             for (name, impl), (_, module) in cands.items():
                 ms = times[(name, impl)]
-                err = _error(module, x, g) if module is not None and dtype == torch.float32 else None
+                err = max_rel_err(module, x, g) if module is not None and dtype == torch.float32 else None
                 if impl == "auto":
                     impl = f"auto->{module.impl_ran}"
                 target = None  # the targets are GPU targets

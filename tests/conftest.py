@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 # Triton's interpreter runs the GPU kernels on CPU tensors (tests/norms/test_norms_triton.py). It must be on before
@@ -38,6 +39,17 @@ def run_cli(*overrides: str, module: str = "normexp.cli.train", check: bool = Tr
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\nSTDOUT:\n{proc.stdout[-4000:]}\nSTDERR:\n{proc.stderr[-6000:]}")
     return proc
+
+
+def wait_for(root: Path, pattern: str, proc: subprocess.Popen, timeout: float = 240) -> None:
+    """Waits until a file matching ``pattern`` exists under ``root`` while ``proc`` (a started run) is still alive."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if list(Path(root).rglob(pattern)):
+            return
+        assert proc.poll() is None, f"the run ended before {pattern} appeared:\n{proc.communicate()}"
+        time.sleep(0.02)
+    raise AssertionError(f"{pattern} never appeared")
 
 
 def records_under(root: Path) -> list[dict]:

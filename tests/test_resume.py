@@ -4,9 +4,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
-from tests.conftest import REPO, only_record, run_cli
+from tests.conftest import REPO, only_record, run_cli, wait_for
 
 RUN = ("task.train_size=3000", "task.valid_size=500", "task.test_size=500", "trainer.max_epochs=2",
        "trainer.checkpoint_every_steps=4", "trainer.deterministic=true", "trainer.progress=false",
@@ -19,14 +18,6 @@ def start(out_root, run=RUN):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def wait_for(root, pattern, proc, timeout=180):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if list(root.rglob(pattern)):
-            return
-        assert proc.poll() is None, f"the run ended before {pattern} appeared:\n{proc.stdout.read()}"
-        time.sleep(0.02)
-    raise AssertionError(f"{pattern} never appeared")
 
 
 def finish(root):

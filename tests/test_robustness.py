@@ -7,10 +7,9 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from tests.conftest import REPO, only_record, records_under, run_cli
+from tests.conftest import REPO, only_record, records_under, run_cli, wait_for
 
 SMALL = ("task.train_size=600", "task.valid_size=300", "task.test_size=300", "trainer.max_epochs=1",
          "trainer.progress=false")
@@ -24,14 +23,6 @@ def start(*overrides, **kwargs):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
 
 
-def wait_for(root: Path, pattern: str, proc, timeout=240):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if list(root.rglob(pattern)):
-            return
-        assert proc.poll() is None, f"the run ended before {pattern} appeared:\n{proc.communicate()}"
-        time.sleep(0.05)
-    raise AssertionError(f"{pattern} never appeared")
 
 
 def test_row2_a_source_file_changed_after_the_cache_was_built_fails_naming_it(tmp_path):

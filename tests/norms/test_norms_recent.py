@@ -9,7 +9,7 @@ from torch import nn
 from normexp.norms import NormConfig, build_norm, norm_factory, swap_norms
 from normexp.norms.recent import DyT, ScaleNorm
 from tests.conftest import only_record, run_cli
-from tests.norms.test_norms_swap import encoder, fairseq_iwslt_de_en, norm_sites, train_step
+from tests.norms.test_norms_swap import encoder, fairseq_iwslt_de_en, fairseq_train_step, norm_sites
 
 
 def randomised(module: nn.Module) -> nn.Module:
@@ -133,16 +133,7 @@ def test_fairseq_transformer_iwslt_de_en_sites_unchanged():
     assert sum(isinstance(m, DyT) for m in model.modules()) == 32
     assert swap_norms(model, "scalenorm") == 32  # a swapped model swaps again: the same sites
     assert sum(isinstance(m, ScaleNorm) for m in model.modules()) == 32 and not norm_sites(model)
-    src = torch.randint(vocab.nspecial, len(vocab), (2, 7))
-    prev = torch.randint(vocab.nspecial, len(vocab), (2, 6))
-    tgt = torch.randint(vocab.nspecial, len(vocab), (2, 6))
-
-    def loss():
-        logits, _ = model(src, torch.tensor([7, 7]), prev)
-        return nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), tgt.reshape(-1))
-
-    model.train()
-    train_step(model, loss)
+    fairseq_train_step(model, vocab)
 
 
 def test_tiny_run_with_dyt(tmp_path):

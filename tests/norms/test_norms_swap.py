@@ -163,6 +163,11 @@ def test_fairseq_transformer_iwslt_de_en():
     assert len(norm_sites(model)) == 32
     assert swap_norms(model, "adanorm", convention="official", C=2.0) == 32
     assert not norm_sites(model)
+    fairseq_train_step(model, vocab)
+
+
+def fairseq_train_step(model, vocab) -> None:
+    """One training step of a fairseq translation model on random tokens (train_step's checks)."""
     src = torch.randint(vocab.nspecial, len(vocab), (2, 7))
     prev = torch.randint(vocab.nspecial, len(vocab), (2, 6))
     tgt = torch.randint(vocab.nspecial, len(vocab), (2, 6))
