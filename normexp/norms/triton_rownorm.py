@@ -7,11 +7,12 @@ kernels (triton_kernels.py) take the fused CPU op's arguments (`fast.op_args`): 
 
 Eagerly the kernels run through an autograd.Function (less per-call overhead); under torch.compile
 through `torch.library.custom_op`s with fake implementations and a registered autograd formula, so
-that the graph holds them as ops (no graph break).  Autocast passes them whatever dtype reaches them.  Outputs are in the input's dtype (float32, bfloat16, float16), every statistic
-and sum in float32; gain/bias gradients come back in their own dtype.  Importing this module imports
-triton: do it only when the triton implementation is chosen (dispatch.py).  On CPU tensors the
-kernels run only under Triton's interpreter (TRITON_INTERPRET=1 set before triton is imported), which
-is what the tests do; it is slow (about 1 s per call at 256x512).
+that the graph holds them as ops (no graph break).  Autocast passes them whatever dtype reaches them.
+Outputs are in the input's dtype (float32, bfloat16, float16), every statistic and sum in float32;
+gain/bias gradients come back in their own dtype.  Importing this module imports triton: do it only
+when the triton implementation is chosen (dispatch.py).  On CPU tensors the kernels run only under Triton's
+interpreter (TRITON_INTERPRET=1 set before triton is imported), which is what the tests do; it is slow (about
+1 s per call at 256x512).
 """
 from __future__ import annotations
 
@@ -34,9 +35,12 @@ def _launch_settings(H: int, max_block: int) -> tuple[int, int, bool]:
     return block, warps, H <= block
 
 
+BWD_PROGRAMS_PER_SM = 1  # backward programs per SM: scripts/bench_triton_breakdown.py times 1-16 (issue 23)
+
+
 @functools.cache
-def _programs(device: torch.device) -> int:
-    """Backward programs: one per SM on a GPU (each loops over its share of rows); 4 in the interpreter."""
+def _sm_count(device: torch.device) -> int:
+    """Streaming multiprocessors of a GPU; 4 stands in for them in the interpreter."""
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).multi_processor_count
     return 4
@@ -64,8 +68,9 @@ def _forward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], m: int
 
 def _backward(grad: Tensor, x: Tensor, stats: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], m: int,
               divisor: float, C: float, k: float, mean_path: bool, var_path: bool,
-              max_block: int) -> tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
-    """Launches the backward kernel: (dx, d weight, d bias), None for a parameter that is absent."""
+              max_block: int, per_sm: int = BWD_PROGRAMS_PER_SM) -> tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
+    """Launches the backward kernel with `per_sm` programs per SM, each looping over its share of the rows:
+    (dx, d weight, d bias), None for a parameter that is absent."""
     H = x.shape[-1]
     x2 = x.reshape(-1, H).contiguous()
     g2 = grad.reshape(-1, H).contiguous()
@@ -73,7 +78,7 @@ def _backward(grad: Tensor, x: Tensor, stats: Tensor, weight: Optional[Tensor], 
     dx = torch.empty_like(x2)
     ada = k != 0.0
     has_w, has_b = weight is not None and not ada, bias is not None and not ada
-    programs = max(1, min(R, _programs(x.device)))
+    programs = max(1, min(R, per_sm * _sm_count(x.device)))
     # Each program's partial gain/bias sums in float32; zeroed: the wide-row path adds into them.
     part_w = torch.zeros(programs if has_w else 1, H, device=x.device, dtype=torch.float32)
     part_b = torch.zeros(programs if has_b else 1, H, device=x.device, dtype=torch.float32)

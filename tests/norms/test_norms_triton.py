@@ -146,3 +146,26 @@ def test_kernels_compile_for_a_gpu():
     proc = subprocess.run([sys.executable, str(script), "90"], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "compiled 80 kernels for sm_90" in proc.stdout
+
+
+def test_breakdown_benchmark_runs_here_and_the_backward_is_exact_at_every_programs_per_sm(tmp_path):
+    """scripts/bench_triton_breakdown.py (the GPU script that separates host time from device time and times the
+    backward at several programs per SM), on CPU through the interpreter: each row present, and the backward at
+    3 programs per "SM" (9 programs, one row each) equals the one at 1 (4 programs, up to 3 rows each)."""
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    from bench_triton_breakdown import main
+
+    out = tmp_path / "breakdown.json"
+    rows = main(["--device", "cpu", "--shapes", "9x100", "--dtypes", "float32", "--variants", "layernorm,adanorm",
+                 "--per-sm", "1,3", "--out", str(out)])
+    assert json.loads(out.read_text()) == rows
+    for variant in ("layernorm", "adanorm"):
+        whats = [r["what"] for r in rows if r["variant"] == variant]
+        assert whats == ["F.layer_norm fwd+bwd", f"{variant} fwd+bwd (module)", f"{variant} forward kernel",
+                         f"{variant} backward, 1/SM", f"{variant} backward, 3/SM"]
+    assert all(r["wall_ms"] > 0 and r["graph_ms"] is None for r in rows)
+    assert all(r["err"] <= 1e-6 for r in rows if "/SM" in r["what"])
