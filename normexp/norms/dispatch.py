@@ -7,7 +7,8 @@
              paper layernorm_simple; F.rms_norm for paper rmsnorm on CUDA; builtin.py), else the torch-ops
              formula (reference.py), the only path with higher-order gradients.
   auto       per input: fused_cpu where it runs; on CUDA torch's fused kernel where there is one, else
-             triton when it is installed, else torch.  On an H200 (docs/gpu.md) F.layer_norm took
+             triton when it is installed and measured faster than the torch-ops formula
+             (`cuda_auto_takes_triton`), else torch.  On an H200 (docs/gpu.md) F.layer_norm took
              0.17-0.54x our Triton kernel's time at H = 512-4096, so torch's kernels stay first;
              scripts/bench_norms.py --device cuda remeasures, and this rule should follow it.
 
@@ -52,6 +53,14 @@ _TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 def _triton_takes(device_type: str) -> bool:
     interpreted = device_type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"
     return triton_installed() and (device_type == "cuda" or interpreted)
+
+
+def cuda_auto_takes_triton(spec) -> bool:
+    """Whether impl=auto runs a variant without a torch kernel through Triton on CUDA.  Not when it detaches
+    the variance: on an H200 (docs/gpu.md, bench_norms_cuda.py, 4 shapes x float32/bfloat16) the torch-ops
+    formula beat our Triton kernels for detachnorm in 8 of 8 cases and for detach_var in 6 of 8, while Triton
+    won for adanorm and prmsnorm in 8 of 8 and for detach_mean in 5 of 8."""
+    return not spec.detach_var
 
 
 def triton_runs(x: Tensor) -> bool:

@@ -51,6 +51,7 @@ class RowNorm(nn.Module):
         self.bias = nn.Parameter(torch.empty(dim)) if spec.bias else None
         self._fused_args = fast.op_args(spec, dim)
         self._torch_kernels = {d: torch_kernel(spec, dim, d) for d in ("cpu", "cuda")}
+        self._auto_triton = dispatch.cuda_auto_takes_triton(spec)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -68,7 +69,8 @@ class RowNorm(nn.Module):
             self._ran("fused_cpu")
             return fast.rownorm(x, w, b, self._fused_args)
         kernel = self._torch_kernels.get(x.device.type)
-        if impl == "triton" or (impl == "auto" and x.is_cuda and kernel is None and dispatch.triton_runs(x)):
+        if impl == "triton" or (impl == "auto" and x.is_cuda and kernel is None and self._auto_triton
+                                and dispatch.triton_runs(x)):
             if not dispatch.triton_runs(x):
                 raise RuntimeError(dispatch.why_not(impl, self.spec.name, x))
             self._ran("triton")

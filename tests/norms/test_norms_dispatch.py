@@ -19,6 +19,16 @@ def test_each_impl_computes_the_formula_and_says_so():
     assert auto.impl_ran == "torch"
 
 
+def test_auto_on_cuda_keeps_the_torch_ops_formula_where_it_was_measured_faster_than_triton():
+    """The H200 measurement behind dispatch.cuda_auto_takes_triton: torch ops for the variants that detach the
+    variance, Triton for the other variants without a torch kernel."""
+    from normexp.norms import dispatch
+
+    takes = {name: dispatch.cuda_auto_takes_triton(build_norm(name, 64).spec)
+             for name in ("adanorm", "prmsnorm", "detach_mean", "detachnorm", "detach_var")}
+    assert takes == {"adanorm": True, "prmsnorm": True, "detach_mean": True, "detachnorm": False, "detach_var": False}
+
+
 def test_an_impl_that_cannot_run_says_why_in_one_line():
     with pytest.raises(ValueError, match="norm impl must be one of auto, fused_cpu, triton, torch, got 'cuda'"):
         build_norm("rmsnorm", 8, impl="cuda")
