@@ -57,14 +57,23 @@ reproduce table=rmsnorm_paper_recentring seeds=1,2,3
 [[ "$MODE" != tables ]] && sweep
 $DRY && exit 0
 
-# The records the tables are built from, and nothing else.
-mkdir -p "$DOCS/runs"
-(cd "$OUT" && find . -name run.json -not -path "./tables/*" -print0) |
-  while IFS= read -r -d '' record; do
-    mkdir -p "$DOCS/runs/$(dirname "$record")"
-    cp "$OUT/$record" "$DOCS/runs/$record"
-  done
-for table in adanorm_table1 adanorm_table2 adanorm_table3 adanorm_detach ln_paper_batch_size rmsnorm_paper_recentring; do
+# The records the tables are built from, and nothing else: finished runs only (a sweep still running elsewhere
+# leaves records of runs in flight, which must not be committed).
+"$PYTHON" - "$OUT" "$DOCS/runs" <<'EOF2'
+import json, shutil, sys
+from pathlib import Path
+
+from normexp.engine.job import FINAL
+
+out, runs = Path(sys.argv[1]), Path(sys.argv[2])
+for record in out.rglob("run.json"):
+    relative = record.relative_to(out)
+    if relative.parts[0] != "tables" and json.loads(record.read_text()).get("status") in FINAL:
+        (runs / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(record, runs / relative)
+EOF2
+# TABLES="adanorm_table1 ..." builds only those tables (e.g. while the runs of the others have not started).
+for table in ${TABLES:-adanorm_table1 adanorm_table2 adanorm_table3 adanorm_detach ln_paper_batch_size rmsnorm_paper_recentring}; do
   "$PYTHON" -m normexp.cli.table table="$table" root="$DOCS" profile=full out_dir="$DOCS/tables" > /dev/null
 done
 echo "tables: $DOCS/tables; records: $DOCS/runs"
