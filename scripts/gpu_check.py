@@ -11,11 +11,14 @@
    ending with the same weights;
 5. ``norm_kernels`` (CUDA only): scripts/bench_norms_cuda.py's table (every row-wise variant x impl against
    F.layer_norm, F.rms_norm, at H = 512 ... 25088, float32 and bfloat16; error of our kernels in float32);
-6. ``compiled_step`` (CUDA only): the IWSLT preset's update at bf16 with ``trainer.compile=true``.
+6. ``triton_breakdown`` (CUDA only): scripts/bench_triton_breakdown.py (host vs device time of the Triton norms, the
+   backward at 1-16 programs per SM; about a minute, estimated);
+7. ``compiled_step`` (CUDA only): the IWSLT preset's update at bf16 with ``trainer.compile=true``.
 
 The JSON is rewritten after each section, so a run stopped early keeps what it measured.
 
     python scripts/gpu_check.py --out gpu_check.json                 # on the GPU machine (data: NORMEXP_DATA_ROOT)
+    python scripts/gpu_check.py --sections steps,triton_breakdown    # only these (short device time: the unmeasured)
     python scripts/gpu_check.py --device cpu --out /tmp/check.json   # small sizes, the tiny models, 1 timed update: CI
 
 It exits 1 if a correctness check fails. See docs/gpu.md.
@@ -44,6 +47,8 @@ PRESETS = {"iwslt14_deen": "IWSLT14 De-En", "wmt14_ende": "WMT14 En-De big", "en
 DATA_KEYS = ("train", "valid", "test", "bpe_codes", "bpe_merges", "data_file")  # from the tiny presets: small data
 DDP_TIMEOUT_S = 120
 TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 6e-2}
+SECTIONS = ("norms", "norm_timings", "steps", "ddp", "norm_kernels", "triton_breakdown", "compiled_step")
+CUDA_ONLY = ("norm_kernels", "triton_breakdown", "compiled_step")  # the first two have CPU tests of their own
 
 
 def timed(fn, device: torch.device, repeats: int) -> float:
@@ -242,13 +247,35 @@ def ddp_step(device: torch.device, tmp: Path) -> dict:
             "ranks_agree": same, "ok": same}
 
 
+def norm_kernels(device: torch.device) -> list[dict]:
+    sys.path.insert(0, str(REPO / "scripts"))
+    from bench_norms_cuda import bench_cuda
+
+    return bench_cuda(device=str(device), with_compile=False)
+
+
+def triton_breakdown(device: torch.device) -> list[dict]:
+    sys.path.insert(0, str(REPO / "scripts"))
+    from bench_triton_breakdown import main as breakdown
+
+    return breakdown(["--device", str(device)])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out", default="gpu_check.json")
     ap.add_argument("--steps", type=int, default=None, help="timed updates per preset and precision (50 on CUDA)")
+    ap.add_argument("--sections", default=",".join(SECTIONS),
+                    help="comma-separated; they run in the order " + ",".join(SECTIONS))
     a = ap.parse_args()
+    chosen = a.sections.split(",")
+    if not set(chosen) <= set(SECTIONS):
+        unknown = ", ".join(sorted(set(chosen) - set(SECTIONS)))
+        ap.error(f"--sections: unknown {unknown}; choose from {', '.join(SECTIONS)}")
     device = torch.device(a.device)
+    if device.type != "cuda":
+        chosen = [c for c in chosen if c not in CUDA_ONLY]
     small = device.type != "cuda"
     steps = a.steps or (50 if not small else 1)
     rows, dim = (16384, 1024) if not small else (64, 128)
@@ -271,21 +298,22 @@ def main() -> None:
         result["seconds"] = round(time.perf_counter() - started, 1)
         Path(a.out).write_text(json.dumps(result, indent=1))
 
-    save("norms", lambda: check_norms(device, rows // 16, dim))
-    print(f"norms: {sum(r['ok'] for r in result['norms'])}/{len(result['norms'])} ok", flush=True)
-    save("norm_timings", lambda: norm_timings(device, rows, dim, 20 if not small else 3))
-    save("steps", lambda: step_timings(device, steps, small, tmp))
-    save("ddp", lambda: ddp_step(device, tmp))
-    if device.type == "cuda":  # the kernels' own benchmark has a CPU test under the interpreter
-        sys.path.insert(0, str(REPO / "scripts"))
-        from bench_norms_cuda import bench_cuda
-
-        save("norm_kernels", lambda: bench_cuda(device=str(device), with_compile=False))
-        save("compiled_step", lambda: step_timings(device, steps, small, tmp, presets=["iwslt14_deen"],
-                                                   precisions=["bf16"], compile=True))
+    sections = {
+        "norms": lambda: check_norms(device, rows // 16, dim),
+        "norm_timings": lambda: norm_timings(device, rows, dim, 20 if not small else 3),
+        "steps": lambda: step_timings(device, steps, small, tmp),
+        "ddp": lambda: ddp_step(device, tmp),
+        "norm_kernels": lambda: norm_kernels(device),
+        "triton_breakdown": lambda: triton_breakdown(device),
+        "compiled_step": lambda: step_timings(device, steps, small, tmp, presets=["iwslt14_deen"], precisions=["bf16"],
+                                              compile=True)}
+    for name in (s for s in SECTIONS if s in chosen):
+        save(name, sections[name])
+        if name == "norms" and isinstance(result["norms"], list):
+            print(f"norms: {sum(r['ok'] for r in result['norms'])}/{len(result['norms'])} ok", flush=True)
     failed = [k for k, v in result.items() if isinstance(v, dict) and v.get("ok") is False]
     failed += [f"norms: {r['norm']} {r['dtype']} impl={r['impl']}" for r in result["norms"] if not r["ok"]] \
-        if isinstance(result["norms"], list) else []
+        if isinstance(result.get("norms"), list) else []
     failed += [f"norm_kernels: {r['name']} {r['impl']} {r['dtype']} {r['rows']}x{r['H']} err {r['err']:.1e}"
                for r in result.get("norm_kernels", []) if isinstance(r, dict) and (r.get("err") or 0) > 1e-3]
     save("failed", failed)

@@ -20,3 +20,13 @@ def test_gpu_check_on_cpu(tmp_path):
     assert {(r["preset"], r["precision"]) for r in result["steps"]} == {
         (f"adanorm/{p}", q) for p in ("iwslt14_deen", "wmt14_ende", "enwik8") for q in ("fp32", "bf16", "fp16")}
     assert all(r["ms_per_update"] > 0 for r in result["steps"]) and result["ddp"]["ranks_agree"]
+
+
+def test_an_unknown_section_is_refused_in_one_line_before_any_work(tmp_path):
+    out = tmp_path / "check.json"
+    proc = subprocess.run([sys.executable, "scripts/gpu_check.py", "--device", "cpu", "--sections", "steps,stpes",
+                           "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and not out.exists()
+    assert proc.stderr.strip().splitlines()[-1] == ("gpu_check.py: error: --sections: unknown stpes; choose from norms, "
+                                                    "norm_timings, steps, ddp, norm_kernels, triton_breakdown, "
+                                                    "compiled_step")
