@@ -57,11 +57,14 @@ def norm_factory(cfg) -> NormFactory:
     options = {f: v for f, v in options.items() if v is not None}
     target = getattr(cfg, "target", None)
     if target:
-        # Options set away from their defaults (a field with a non-None default, e.g. an implementation choice, is fine).
+        # Options set away from their defaults (a field with a non-None default, e.g. impl, is checked below).
         builtin = [f for f, v in options.items() if v != _DEFAULTS[f]]
         if builtin:
             raise PluginError(f"norm.target={target}: norm.{', norm.'.join(builtin)} belong to the built-in variants; "
                               "give a custom norm's options as norm.options={...}")
+        if (getattr(cfg, "impl", None) or "auto") != "auto":  # the custom code is what runs: a choice would be ignored
+            raise PluginError(f"norm.target={target}: norm.impl={cfg.impl} chooses between the built-in variants' "
+                              "kernels; a custom norm runs its own code: leave norm.impl=auto")
         return plugin_factory(target, cfg.name, getattr(cfg, "options", None))
     if getattr(cfg, "options", None):
         raise ValueError(f"norm.options is for a custom norm (norm=custom norm.target=...); "

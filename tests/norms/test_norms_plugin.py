@@ -75,6 +75,7 @@ def test_factory_builds_the_target_with_its_options():
     (custom("MeanAbsNorm", beta=1.0), "unexpected keyword argument 'beta'"),
     (custom("MeanAbsNorm", name="layernorm"), "norm.name='layernorm' is a built-in variant"),
     (NormConfig(name="mine", target=f"{HERE}.MeanAbsNorm", eps=1e-3), "norm.eps belong to the built-in variants"),
+    (NormConfig(name="mine", target=f"{HERE}.MeanAbsNorm", impl="triton"), "a custom norm runs its own code"),
     (NormConfig(name="mine", target=f"{HERE}.MeanAbsNorm", options=[1]), "norm.options must be a mapping"),
     (NormConfig(name="layernorm", options={"alpha": 1}), "norm.options is for a custom norm"),
 ])
