@@ -49,7 +49,7 @@ def check_impl(impl: str) -> None:
 _TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
-@torch.compiler.assume_constant_result  # a constant to torch.compile, which would trace into the cache
+@fast.constant_to_compile  # a constant to torch.compile, which would trace into the cache
 def _triton_takes(device_type: str) -> bool:
     interpreted = device_type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"
     return triton_installed() and (device_type == "cuda" or interpreted)

@@ -74,3 +74,21 @@ def test_swap_norms_takes_impl():
     assert model[1].impl == "torch" and model[1].impl_ran == "torch"
     with pytest.raises(ValueError, match="norm impl must be one of"):
         swap_norms(model, "detach_mean", impl="gpu")
+
+
+def test_constant_to_compile_marks_what_torchs_decorator_marks_without_importing_dynamo():
+    """fast.constant_to_compile stands in for torch.compiler.assume_constant_result (whose `import torch._dynamo`
+    cost seconds at every CLI start): same attributes; and importing the CLI does not import dynamo."""
+    import subprocess
+    import sys
+
+    def ours():
+        return 1
+
+    def theirs():
+        return 1
+
+    assert vars(fast.constant_to_compile(ours)) == vars(torch.compiler.assume_constant_result(theirs)) != {}
+    probe = ("import sys, normexp.cli.train, normexp.cli.table, normexp.cli.reproduce; "
+             "print('torch._dynamo' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"
