@@ -18,13 +18,13 @@
 #      rebuilds the committed table from the committed records.
 # Both cores: the joblib launcher with $JOBS jobs, each on one torch thread.
 #
-# Cost, measured on the shared 2-core machine (load average 7-9 from other work, 1 thread per run): a whole full RT
-# run (AdaNorm, 536 steps) took 72 s; full-profile runs cut at 200-300 steps trained at 3.2-8.6 steps/s (RT), 3.5
-# (SST5), 9.8 (PTB), 3.8-5.9 (MNIST CNN), 17.5 (perm-MNIST B = 128) and 37-48 (B = 4), the spread being the load.
-# Scaled to the presets' epochs: per run RT 1.2-3.6 min, SST5 1.2-3.5, PTB ≈ 2-3, MNIST CNN 11-16, perm-MNIST 4-5 at
-# B = 128 and 48-61 at B = 4. Runs: 148 in stages 1-2 (37 per column: 4 rows x 5 seeds, AdaNorm 3 C x 3 seeds + 2,
-# DetachMean/Variance 2 x 3) and 24 + 24 in stage 3: about 21-31 core-hours (the B = 4 column alone 10-12), i.e.
-# 11-16 h with 2 jobs.
+# Cost per run, measured (one torch thread per run, two runs at a time on the 2-core development VM, 2026-12-04):
+# RT 37 s, SST5 29 s, PTB 31 s (means over 37 full runs each), MNIST CNN 5.4 min (3,440 steps; 10 min while the
+# test suite ran beside it). Perm-MNIST at B = 4: 129 steps/s over 1,500 steps (under cProfile), so about 18 min for
+# its 137,500 steps; B = 128 about 4 min (17.5 steps/s measured earlier on a busier machine). Runs: 148 in stages
+# 1-2 (37 per column: 4 rows x 5 seeds, AdaNorm 3 C x 3 seeds + 2, DetachMean/Variance 2 x 3) and 24 + 24 in stage
+# 3: about 4.3 core-hours for stages 1-2 (MNIST 3.3 of them) and 6 for stage 3 (B = 4 3.6, the re-centring table
+# 1.6), i.e. about 5 h with 2 jobs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
