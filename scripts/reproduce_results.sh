@@ -50,7 +50,7 @@ done
 for table in adanorm_table1 adanorm_table2 adanorm_table3; do
   reproduce table="$table" tasks="$COLUMNS" seeds=4,5 grid=chosen
 done
-# B = 1 is left out: 550,000 steps per run (about 3.4 h each at the rate measured for B = 4); its cells read "–".
+# B = 1 is left out: 550,000 steps per run (over an hour each at the rate measured for B = 4); its cells read "–".
 reproduce table=ln_paper_batch_size tasks=B=128,B=4 seeds=1,2,3
 reproduce table=rmsnorm_paper_recentring seeds=1,2,3
 }
