@@ -68,9 +68,9 @@ def _forward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], m: int
 
 def _backward(grad: Tensor, x: Tensor, stats: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], m: int,
               divisor: float, C: float, k: float, mean_path: bool, var_path: bool,
-              max_block: int, per_sm: int = BWD_PROGRAMS_PER_SM) -> tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
-    """Launches the backward kernel with `per_sm` programs per SM, each looping over its share of the rows:
-    (dx, d weight, d bias), None for a parameter that is absent."""
+              max_block: int, per_sm: Optional[int] = None) -> tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
+    """Launches the backward kernel with `per_sm` (default BWD_PROGRAMS_PER_SM) programs per SM, each looping over
+    its share of the rows: (dx, d weight, d bias), None for a parameter that is absent."""
     H = x.shape[-1]
     x2 = x.reshape(-1, H).contiguous()
     g2 = grad.reshape(-1, H).contiguous()
@@ -78,7 +78,7 @@ def _backward(grad: Tensor, x: Tensor, stats: Tensor, weight: Optional[Tensor], 
     dx = torch.empty_like(x2)
     ada = k != 0.0
     has_w, has_b = weight is not None and not ada, bias is not None and not ada
-    programs = max(1, min(R, per_sm * _sm_count(x.device)))
+    programs = max(1, min(R, (per_sm or BWD_PROGRAMS_PER_SM) * _sm_count(x.device)))
     # Each program's partial gain/bias sums in float32; zeroed: the wide-row path adds into them.
     part_w = torch.zeros(programs if has_w else 1, H, device=x.device, dtype=torch.float32)
     part_b = torch.zeros(programs if has_b else 1, H, device=x.device, dtype=torch.float32)
