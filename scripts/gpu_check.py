@@ -41,6 +41,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))  # the benchmarks it runs as sections
 NORMS = ["none", "layernorm", "layernorm_simple", "rmsnorm", "prmsnorm", "detachnorm", "detach_mean", "detach_var",
          "adanorm", "batchnorm"]
 PRESETS = {"iwslt14_deen": "IWSLT14 De-En", "wmt14_ende": "WMT14 En-De big", "enwik8": "Transformer-XL enwik8"}
@@ -248,14 +249,12 @@ def ddp_step(device: torch.device, tmp: Path) -> dict:
 
 
 def norm_kernels(device: torch.device) -> list[dict]:
-    sys.path.insert(0, str(REPO / "scripts"))
     from bench_norms_cuda import bench_cuda
 
     return bench_cuda(device=str(device), with_compile=False)
 
 
 def triton_breakdown(device: torch.device) -> list[dict]:
-    sys.path.insert(0, str(REPO / "scripts"))
     from bench_triton_breakdown import main as breakdown
 
     return breakdown(["--device", str(device)])
