@@ -9,8 +9,9 @@ bfloat16 no faster than float32: the gap was not explained.  Two causes fit that
                  sums' reduction).  Measured as `wall - graph`: `wall` is triton.testing.do_bench (launched from
                  Python each call), `graph` is do_bench_cudagraph (the same calls replayed from a CUDA graph: device
                  time only).  If the graph times of ours and F.layer_norm are close, the gap is host time.
-  occupancy      the backward runs `per_sm` programs per SM (triton_rownorm.BWD_PROGRAMS_PER_SM, 1 so far), each
-                 looping over its rows one after another: few warps per SM wait on memory.  The backward alone is
+  occupancy      the backward runs `per_sm` programs per SM (triton_rownorm.BWD_PROGRAMS_PER_SM: 1 when the gap was
+                 measured, 8 since, flash-attention's value, unmeasured), each looping over its rows one after
+                 another: with few programs, few warps per SM wait on memory.  The backward alone is
                  timed at every --per-sm; if its graph time falls with more programs, that is the fix (and the
                  value to set).  Its error against per_sm = 1 is printed too (gain/bias sums change order only).
 Rows per (shape, dtype, variant): F.layer_norm fwd+bwd, the module fwd+bwd (impl=triton), our forward kernel alone

@@ -35,15 +35,22 @@ def _launch_settings(H: int, max_block: int) -> tuple[int, int, bool]:
     return block, warps, H <= block
 
 
-BWD_PROGRAMS_PER_SM = 1  # backward programs per SM: scripts/bench_triton_breakdown.py times 1-16 (issue 23)
+# Backward programs per SM.  At 1 (until 2026-12-04) the H200 run showed every variant's Triton fwd+bwd at 0.37-0.94 ms
+# whatever the shape, bfloat16 no faster than float32: not bandwidth-bound, and one 4-warp program per SM walking ~124
+# rows in turn leaves the memory latency unhidden.  8 is flash-attention's choice for the same kernel structure
+# (flash_attn/ops/triton/layer_norm.py, `_layer_norm_bwd`: "multi_processor_count * 8", more programs hide the
+# latency, their partial gain/bias rows cost a longer final sum).  Not yet measured on a GPU:
+# scripts/bench_triton_breakdown.py times 1-16 (docs/gpu.md).
+BWD_PROGRAMS_PER_SM = 8
 
 
 @functools.cache
 def _sm_count(device: torch.device) -> int:
-    """Streaming multiprocessors of a GPU; 4 stands in for them in the interpreter."""
+    """Streaming multiprocessors of a GPU; 1 stands in for them in the interpreter, so that the tests' few rows still
+    share BWD_PROGRAMS_PER_SM programs (several rows per program, and programs left without rows)."""
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).multi_processor_count
-    return 4
+    return 1
 
 
 def _forward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], m: int, center: bool, divisor: float,
@@ -79,11 +86,13 @@ def _backward(grad: Tensor, x: Tensor, stats: Tensor, weight: Optional[Tensor], 
     ada = k != 0.0
     has_w, has_b = weight is not None and not ada, bias is not None and not ada
     programs = max(1, min(R, (per_sm or BWD_PROGRAMS_PER_SM) * _sm_count(x.device)))
-    # Each program's partial gain/bias sums in float32; zeroed: the wide-row path adds into them.
-    part_w = torch.zeros(programs if has_w else 1, H, device=x.device, dtype=torch.float32)
-    part_b = torch.zeros(programs if has_b else 1, H, device=x.device, dtype=torch.float32)
+    block, warps, one = _launch_settings(H, max_block)
+    # Each program's partial gain/bias sums in float32.  One-block rows: every program stores its row (zeros when it
+    # has no rows), so no memset launch; wide rows add into theirs, which must start at zero.
+    alloc = torch.empty if one and R > 0 else torch.zeros
+    part_w = alloc(programs if has_w else 1, H, device=x.device, dtype=torch.float32)
+    part_b = alloc(programs if has_b else 1, H, device=x.device, dtype=torch.float32)
     if R > 0:
-        block, warps, one = _launch_settings(H, max_block)
         rownorm_backward[(programs,)](
             g2, x2, stats, weight if has_w else x2, dx, part_w, part_b, R, H, m, divisor, C, k,
             triton.cdiv(R, programs), HAS_W=has_w, HAS_B=has_b, ADA=ada, MEAN_PATH=mean_path,

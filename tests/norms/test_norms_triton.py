@@ -17,7 +17,7 @@ from normexp.norms import VARIANTS, build_norm, reference, resolve  # noqa: E402
 from normexp.norms import triton_rownorm as tr  # noqa: E402
 
 ROWWISE = [v for v in VARIANTS if resolve(v).rowwise]  # not none, batchnorm, dyt, scalenorm
-# (shape, max_block): one block (33 of 64 lanes), 11 rows over 4 backward programs (3, 3, 3, 2), leading dims,
+# (shape, max_block): one block (33 of 64 lanes), 11 rows over 8 backward programs (2, 2, 2, 2, 2, 1, 0, 0), leading dims,
 # and rows looped over blocks: 130 = 2 * 64 + 2 and 17 = 16 + 1 (just past a boundary), 64 = 4 * 16 exactly.
 SHAPES = [((11, 33), tr.MAX_BLOCK), ((2, 3, 130), 64), ((5, 17), 16), ((4, 64), 16)]
 
@@ -148,10 +148,31 @@ def test_kernels_compile_for_a_gpu():
     assert "compiled 80 kernels for sm_90" in proc.stdout
 
 
+def test_backward_programs_without_rows_store_zero_partial_sums():
+    """The launcher hands the one-block backward uninitialised partial gain/bias rows (no memset launch): every
+    program must store its row, zeros when the rows ran out before it.  9 rows over 8 programs of 2 rows: programs
+    5-7 have none; their NaN-filled rows must come back zero and the sums equal the rows' own."""
+    R, H = 9, 20
+    x, g = torch.randn(R, H), torch.randn(R, H)
+    stats = torch.stack([x.mean(1), x.var(1, unbiased=False).add(1e-5).rsqrt(), torch.zeros(R)], 1)
+    w = torch.rand(H) + 0.5
+    part_w, part_b = torch.full((8, H), float("nan")), torch.full((8, H), float("nan"))
+    block, warps, one = tr._launch_settings(H, tr.MAX_BLOCK)
+    assert one
+    tr.rownorm_backward[(8,)](g, x, stats, w, torch.empty_like(x), part_w, part_b, R, H, H, float(H), 0.0, 0.0, 2,
+                              HAS_W=True, HAS_B=True, ADA=False, MEAN_PATH=True, VAR_PATH=True, BLOCK=block,
+                              ONE_BLOCK=True, num_warps=warps)
+    assert not part_w.isnan().any() and not part_b.isnan().any()
+    assert (part_w[5:] == 0).all() and (part_b[5:] == 0).all()
+    y = (x - stats[:, :1]) * stats[:, 1:2]
+    torch.testing.assert_close(part_w.sum(0), (g * y).sum(0))
+    torch.testing.assert_close(part_b.sum(0), g.sum(0))
+
+
 def test_breakdown_benchmark_runs_here_and_the_backward_is_exact_at_every_programs_per_sm(tmp_path):
     """scripts/bench_triton_breakdown.py (the GPU script that separates host time from device time and times the
-    backward at several programs per SM), on CPU through the interpreter: each row present, and the backward at
-    3 programs per "SM" (9 programs, one row each) equals the one at 1 (4 programs, up to 3 rows each)."""
+    backward at several programs per SM), on CPU through the interpreter (one "SM"): each row present, and the
+    backward at 3 programs per SM (3 rows each) equals the one at 1 (one program, 9 rows)."""
     import json
     import sys
     from pathlib import Path
