@@ -64,9 +64,13 @@ def _liger(H, device, dtype):
             rms = LigerRMSNorm(H, eps=1e-5, in_place=False)
         except TypeError:
             rms = LigerRMSNorm(H, eps=1e-5)
-        return {"liger LayerNorm": LigerLayerNorm(H, eps=1e-5).to(device, dtype), "liger RMSNorm": rms.to(device, dtype)}
+        mods = {"liger LayerNorm": LigerLayerNorm(H, eps=1e-5).to(device, dtype), "liger RMSNorm": rms.to(device, dtype)}
+        probe = torch.randn(2, H, device=device, dtype=dtype, requires_grad=True)
+        for m in mods.values():  # one fwd+bwd each: a peer that fails here (e.g. its kernels under Triton's
+            m(probe).sum().backward()  # interpreter) is left out instead of stopping the table
+        return mods
     except Exception as exc:
-        print(f"liger_kernel installed but not usable here: {exc!r}")
+        print(f"liger_kernel installed but not usable here: {exc!r}"[:300])
         return {}
 
 
