@@ -6,7 +6,7 @@ g * C * (1 - k * y) for AdaNorm, whose factor is detached), the backward is the 
     dx_i = r * gy_i - [MEAN_PATH][i<m] r * sum_j gy_j / m - [VAR_PATH][i<m] vc * sum_j (gy_j y_j) * y_i / D
 with vc = r for s = sqrt(v + eps) and vc = 1 / sqrt(v) for s = sqrt(v) + eps.  Detached statistics
 drop their term (MEAN_PATH / VAR_PATH false).  The forward saves (mean, r, vc) in float32 per row and
-the backward recomputes y from x.  The backward runs a few programs (one per SM on a GPU), each
+the backward recomputes y from x.  The backward runs a few programs (BWD_PROGRAMS_PER_SM per SM on a GPU), each
 looping over a contiguous range of rows and summing its rows' gain/bias gradients in float32 into a
 private row of a (programs, H) buffer that the launcher adds up (as Liger-Kernel's and
 flash-attention's Triton layer norms do).
