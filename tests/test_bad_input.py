@@ -33,6 +33,24 @@ def test_bad_values_are_refused_before_any_folder_or_record(tmp_path, overrides,
     assert not out.exists(), "no run dir, no record"
 
 
+@pytest.mark.parametrize("overrides, message", [
+    (("norm=adanorm", "norm.impl=triton", "trainer.device=cpu"),
+     "norm.impl='triton' cannot run on trainer.device='cpu': the Triton kernels need a CUDA device"),
+    (("norm=adanorm", "norm.impl=triton"),  # device auto: CPU on this machine
+     "norm.impl='triton' cannot run on trainer.device='cpu'"),
+    (("norm.impl=fused_cpu", "trainer.device=mps"),  # not CUDA (refused sooner here without a GPU): the same rule
+     "norm.impl='fused_cpu' cannot run on trainer.device='mps': the C++ kernel takes CPU tensors"),
+])
+def test_an_impl_the_device_cannot_run_is_refused_before_any_folder_or_record(tmp_path, overrides, message):
+    """Before, it failed at the first forward, after the data was loaded and a failed record written.  The suite's
+    Triton tests set TRITON_INTERPRET=1 in this process, which would let the CLI run the kernels on CPU: unset here."""
+    out = tmp_path / "out"
+    proc = run_cli("trainer.max_steps=1", *overrides, f"out_root={out}", check=False, env={"TRITON_INTERPRET": "0"})
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "\n" not in proc.stderr.strip() and message in proc.stderr, proc.stderr
+    assert not out.exists(), "no run dir, no record"
+
+
 def test_a_sweep_with_one_bad_job_starts_none(tmp_path):
     proc = run_cli("-m", *SMALL, "norm=adanorm", "norm.C=1,0", f"out_root={tmp_path / 'out'}", check=False)
     assert proc.returncode == 2 and "C and k must be > 0" in proc.stderr and "no job of the sweep was started" in proc.stderr

@@ -19,7 +19,7 @@ from normexp.engine.precision import PRECISIONS
 from normexp.models.fairseq_transformer import INITS
 from normexp.models.parser_mlp import ACTIVATIONS
 from normexp.norms import norm_factory
-from normexp.norms.dispatch import IMPLS
+from normexp.norms.dispatch import IMPLS, triton_takes_device
 
 PROFILES = ("full", "tiny")
 
@@ -166,6 +166,24 @@ def check_device(name: str) -> None:
                               "(choose trainer.device=cpu or auto)")
 
 
+def check_impl_on_device(impl: str, device_name: str) -> None:
+    """An implementation that cannot run on the run's device is refused now, not at the first forward (which
+    comes after the data is loaded and the record is written).  The input's dtype is still checked there."""
+    if impl not in ("triton", "fused_cpu"):
+        return
+    if device_name == "auto":
+        import torch
+
+        device_name = "cuda" if torch.cuda.is_available() else "cpu"
+    device_type = device_name.split(":")[0]
+    if impl == "triton" and not triton_takes_device(device_type):
+        raise ConfigError(f"norm.impl='triton' cannot run on trainer.device={device_name!r}: the Triton kernels need "
+                          "a CUDA device (choose norm.impl=auto or torch)")
+    if impl == "fused_cpu" and device_type != "cpu":
+        raise ConfigError(f"norm.impl='fused_cpu' cannot run on trainer.device={device_name!r}: the C++ kernel takes "
+                          "CPU tensors (choose norm.impl=auto or torch)")
+
+
 def check_norm(norm: dict) -> None:
     """The norm variant and its options, by the norms' own validation (``normexp.norms.spec.resolve``)."""
     from types import SimpleNamespace
@@ -183,4 +201,6 @@ def check_config(config: dict) -> None:
         if present:
             check_value(key, value, rule)
     check_norm(config.get("norm") or {})
-    check_device(str(_lookup(config, "trainer.device")[1] or "auto"))
+    device = str(_lookup(config, "trainer.device")[1] or "auto")
+    check_device(device)
+    check_impl_on_device(str((config.get("norm") or {}).get("impl") or "auto"), device)

@@ -13,7 +13,8 @@
              scripts/bench_norms.py --device cuda remeasures, and this rule should follow it.
 
 An explicit choice that cannot run raises with one line saying why: at build time what does not depend
-on the input (triton not installed, the C++ kernel not buildable), at the first call the rest.
+on the input (triton not installed, the C++ kernel not buildable), at the first call the rest.  A run
+checks the device before any work (normexp/cli/checks.py: triton off CUDA, fused_cpu on CUDA).
 """
 from __future__ import annotations
 
@@ -50,7 +51,8 @@ _TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 @fast.constant_to_compile  # a constant to torch.compile, which would trace into the cache
-def _triton_takes(device_type: str) -> bool:
+def triton_takes_device(device_type: str) -> bool:
+    """Whether the Triton kernels run on this device type (CUDA; CPU under the interpreter, for tests)."""
     interpreted = device_type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"
     return triton_installed() and (device_type == "cuda" or interpreted)
 
@@ -65,7 +67,7 @@ def cuda_auto_takes_triton(spec) -> bool:
 
 def triton_runs(x: Tensor) -> bool:
     """Whether the Triton kernels take this input (CUDA, or CPU under the interpreter; float32/16, bfloat16)."""
-    return x.dtype in _TRITON_DTYPES and x.numel() > 0 and _triton_takes(x.device.type)
+    return x.dtype in _TRITON_DTYPES and x.numel() > 0 and triton_takes_device(x.device.type)
 
 
 def triton_rownorm(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], args: tuple) -> Tensor:
