@@ -20,10 +20,11 @@
 #
 # Cost per run, measured (one torch thread per run, two runs at a time on the 2-core development VM, 2026-12-04):
 # RT 37 s, SST5 29 s, PTB 31 s (means over 37 full runs each), MNIST CNN 5.4 min (3,440 steps; 10 min while the
-# test suite ran beside it). Perm-MNIST at B = 4: 129 steps/s over 1,500 steps (under cProfile), so about 18 min for
-# its 137,500 steps; B = 128 85 s (4,300 steps; 12 runs). Runs: 148 in stages 1-2 (37 per column: 4 rows x 5 seeds,
-# AdaNorm 3 C x 3 seeds + 2, DetachMean/Variance 2 x 3) and 24 + 24 in stage 3: about 4.3 core-hours for stages 1-2
-# (MNIST 3.3 of them) and 4.5 for stage 3 (B = 4 3.6 of them), i.e. about 4.5 h with 2 jobs.
+# test suite ran beside it). Perm-MNIST at B = 4: 13.3-15.4 min for its 137,500 steps (152-176 steps/s; 12 runs);
+# B = 128 85 s (4,300 steps; 12 runs). Runs: 148 in stages 1-2 (37 per column: 4 rows x 5 seeds,
+# AdaNorm 3 C x 3 seeds + 2, DetachMean/Variance 2 x 3) and 24 + 24 in stage 3. Measured in all (the records' wall
+# times): 196 runs, 497 core-minutes: stages 1-2 277 (MNIST 217 of them), stage 3 220 (B = 4 167 of them), i.e.
+# about 4.2 h with 2 jobs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
