@@ -14,7 +14,7 @@
 
 An explicit choice that cannot run raises with one line saying why: at build time what does not depend
 on the input (triton not installed, the C++ kernel not buildable), at the first call the rest.  A run
-checks the device before any work (normexp/cli/checks.py: triton off CUDA, fused_cpu on CUDA).
+checks the device before any work (normexp/cli/checks.py: triton off CUDA, fused_cpu off the CPU).
 """
 from __future__ import annotations
 
