@@ -15,6 +15,7 @@ import math
 import re
 from typing import Any
 
+from normexp.engine.distributed import resolve_device
 from normexp.engine.precision import PRECISIONS
 from normexp.models.fairseq_transformer import INITS
 from normexp.models.parser_mlp import ACTIVATIONS
@@ -171,11 +172,8 @@ def check_impl_on_device(impl: str, device_name: str) -> None:
     comes after the data is loaded and the record is written).  The input's dtype is still checked there."""
     if impl not in ("triton", "fused_cpu"):
         return
-    if device_name == "auto":
-        import torch
-
-        device_name = "cuda" if torch.cuda.is_available() else "cpu"
-    device_type = device_name.split(":")[0]
+    device = resolve_device(device_name)
+    device_name, device_type = str(device), device.type
     if impl == "triton" and not triton_takes_device(device_type):
         raise ConfigError(f"norm.impl='triton' cannot run on trainer.device={device_name!r}: the Triton kernels need "
                           "a CUDA device (choose norm.impl=auto or torch)")

@@ -55,7 +55,7 @@ def is_main() -> bool:
 def setup(device_name: str) -> torch.device:
     """Initialises the process group when launched by torchrun; returns this rank's device."""
     if world_size() == 1:
-        return _device(device_name)
+        return resolve_device(device_name)
     local = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available() and device_name in ("auto", "cuda")
     if not dist.is_initialized():
@@ -66,7 +66,8 @@ def setup(device_name: str) -> torch.device:
     return torch.device("cpu")
 
 
-def _device(name: str) -> torch.device:
+def resolve_device(name: str) -> torch.device:
+    """trainer.device as a torch device: auto is CUDA where torch sees one, else the CPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
