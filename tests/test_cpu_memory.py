@@ -6,16 +6,17 @@ import sys
 
 import pytest
 
-# Allocates and frees a 64 MiB tensor (above glibc's largest mmap threshold) 30 times, after calling
+# Allocates and frees a 64 MiB tensor (above glibc's largest mmap threshold) 50 times, after calling
 # keep_freed_memory() or not, and prints the page faults and the growth of resident memory over the last 20 (the
-# first 10 let the kept heap settle: each aligned allocation needs a few bytes more than the hole its predecessor left,
-# until freed neighbours coalesce).
+# first 30 let the kept heap settle: each aligned allocation needs a few bytes more than the hole its predecessor left,
+# until freed neighbours coalesce; measured per allocation over 8 processes, the last fresh one came at the 2nd to the
+# 14th depending on the address layout, none after it in 60, so 10 was sometimes too few).
 PROBE = """
 import json, resource, sys, torch
 from normexp.engine.cpu_memory import keep_freed_memory
 done = keep_freed_memory() if sys.argv[1] == "keep" else "untouched"
 rss = lambda: int(open("/proc/self/statm").read().split()[1]) * 4096
-for _ in range(10):
+for _ in range(30):
     torch.ones(16 << 20)
 faults, resident = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, rss()
 for _ in range(20):
